@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh machine:
+#   make book   virtual environment, install, execute every lab, build the site
+#   make test   unit tests, every lab re-executed (nbval), the site built and checked in Chromium
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= default
+BUILD   := _build/$(PROFILE)
+STAMP   := $(VENV)/.installed
+# The lab kernels and pytest run with outbound network refused (loopback allowed).
+OFFLINE := PYTHONPATH=$(CURDIR)/tests/offline
+
+.PHONY: book test unit labs site e2e bench clean venv chromium
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[book,test]'
+	touch $@
+
+book: $(STAMP)
+	LABKIT_PROFILE=$(PROFILE) LABKIT_STATIC=1 TQDM_DISABLE=1 \
+	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
+	@echo "site: $(BUILD)/_build/html/index.html"
+
+test: unit labs site
+
+unit: $(STAMP)
+	$(OFFLINE) LABKIT_PROFILE=ci $(BIN)/python -m pytest -q tests --ignore=tests/test_site.py
+
+labs: $(STAMP)
+	$(OFFLINE) LABKIT_PROFILE=ci $(BIN)/python -m pytest -q --nbval-lax labs
+
+site: chromium
+	$(MAKE) book PROFILE=ci
+	$(OFFLINE) LABKIT_PROFILE=ci SITE=_build/ci/_build/html $(BIN)/python -m pytest -q tests/test_site.py
+
+chromium: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/fit_throughput.py
+	$(BIN)/python benchmarks/sweep_throughput.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,66 @@
+"""The ``lab-figure`` directive: a figure glued in a lab notebook, shown in a chapter.
+
+myst-nb pastes images across documents only through its bare ``glue``
+directive, which takes no caption, name or alt text. This directive wraps that
+same cross-document reference in a proper figure::
+
+    :::{lab-figure} ../labs/01_overfitting.ipynb::fig_curves
+    :alt: What the image shows, for readers who cannot see it.
+    :name: fig-01-curves
+
+    The caption.
+    :::
+
+The lab must display the glued figure (``glue(key, fig)``, the default
+``display=True``), so the image file exists in the built site.
+"""
+from docutils import nodes
+from docutils.parsers.rst import directives
+from myst_nb.ext.glue.utils import PendingGlueReferenceError, create_pending_glue_ref
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.docutils import SphinxDirective
+
+
+class LabFigure(SphinxDirective):
+    required_arguments = 1
+    has_content = True
+    option_spec = {"alt": directives.unchanged_required, "name": directives.unchanged}
+
+    def run(self):
+        doc, sep, key = self.arguments[0].partition("::")
+        if not sep or "alt" not in self.options:
+            raise self.error("lab-figure needs 'path/to/lab.ipynb::key' and an :alt: option")
+        source, line = self.get_source_info()
+        try:
+            ref = create_pending_glue_ref(self.state.document, source, line, doc, key)
+        except PendingGlueReferenceError as exc:
+            raise self.error(str(exc)) from None
+        figure = nodes.figure("", ref, lab_alt=self.options["alt"])
+        self.set_source_info(figure)
+        self.add_name(figure)
+        if self.content:
+            holder = nodes.Element()
+            self.state.nested_parse(self.content, self.content_offset, holder)
+            first = holder[0]
+            if not isinstance(first, nodes.paragraph):
+                raise self.error("lab-figure caption must be a paragraph")
+            figure += nodes.caption(first.rawsource, "", *first.children)
+        return [figure]
+
+
+class SetLabFigureAlt(SphinxPostTransform):
+    """After myst-nb has replaced the glue reference by an image, give it its alt text."""
+
+    default_priority = 50  # myst-nb's ReplacePendingGlueReferences runs at 5
+
+    def apply(self, **kwargs):
+        for figure in self.document.findall(nodes.figure):
+            if "lab_alt" in figure:
+                for image in figure.findall(nodes.image):
+                    image["alt"] = figure["lab_alt"]
+
+
+def setup(app):
+    app.add_directive("lab-figure", LabFigure)
+    app.add_post_transform(SetLabFigureAlt)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

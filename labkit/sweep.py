@@ -1,0 +1,282 @@
+"""Train K variants of one MLP at once, weights stacked on a leading K axis.
+
+Each model keeps its own hyperparameters (learning rate, weight decay,
+dropout rate) as entries of a length-K tensor, its own dropout masks, its own
+batch-norm statistics and, optionally, its own resampled training set. The
+K losses are summed, so each model's gradient is exactly its own.
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .models import MLP, check_dropout
+from .train import FitConfig, loss_fn
+
+__all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
+
+
+def _per_model(value, k, name):
+    t = torch.as_tensor(value, dtype=torch.float32).flatten()
+    if t.numel() == 1:
+        t = t.expand(k).clone()
+    if t.numel() != k:
+        raise ValueError(f"{name} needs 1 or {k} values (one per model), got {t.numel()}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite, got {t.tolist()}")
+    return t
+
+
+class StackedMLP(nn.Module):
+    """K copies of one ``labkit.models.MLP`` architecture, trained side by side.
+
+    Build it from K MLPs (so each starts from exactly the weights a separate
+    fit would use): ``StackedMLP([MLP(...) for seed in seeds], dropout=[...])``.
+    Input ``(N, d)`` is shared by all models; ``(K, N, d)`` gives each its own.
+    Output is ``(K, N, out)``.
+    """
+
+    def __init__(self, models, dropout=0.0):
+        super().__init__()
+        models = list(models)
+        if not models or not all(isinstance(m, MLP) for m in models):
+            raise ValueError("StackedMLP needs a non-empty list of labkit.models.MLP")
+        self.k = len(models)
+        shapes = [[tuple(p.shape) for p in m.parameters()] for m in models]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError("all MLPs in a sweep must have the same architecture")
+        p = _per_model(dropout, self.k, "dropout")
+        for v in p.tolist():
+            check_dropout(v)
+        self.register_buffer("p", p)
+        self.in_dim = models[0].in_dim
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
+        self.batchnorm = any(isinstance(m, nn.BatchNorm1d) for m in models[0])
+        linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
+        norms = [[m for m in model if isinstance(m, nn.BatchNorm1d)] for model in models]
+        for layer in zip(*linears):
+            self.weights.append(nn.Parameter(torch.stack([l.weight.detach().t() for l in layer])))
+            self.biases.append(nn.Parameter(torch.stack([l.bias.detach()[None] for l in layer])))
+        for i, layer in enumerate(zip(*norms)):
+            self.gammas.append(nn.Parameter(torch.stack([b.weight.detach()[None] for b in layer])))
+            self.betas.append(nn.Parameter(torch.stack([b.bias.detach()[None] for b in layer])))
+            self.register_buffer(f"mean{i}", torch.stack([b.running_mean[None] for b in layer]))
+            self.register_buffer(f"var{i}", torch.stack([b.running_var[None] for b in layer]))
+        self.momentum = 0.1
+
+    def _norm(self, h, i):
+        mean, var = getattr(self, f"mean{i}"), getattr(self, f"var{i}")
+        if self.training:
+            m, v = h.mean(1, keepdim=True), h.var(1, unbiased=False, keepdim=True)
+            n = h.shape[1]
+            with torch.no_grad():
+                mean.lerp_(m, self.momentum)
+                var.lerp_(v * n / max(n - 1, 1), self.momentum)
+        else:
+            m, v = mean, var
+        return (h - m) * torch.rsqrt(v + 1e-5) * self.gammas[i] + self.betas[i]
+
+    def forward(self, x):
+        if x.ndim not in (2, 3) or x.shape[-1] != self.in_dim:
+            raise ValueError(f"StackedMLP expects {self.in_dim} features, got {tuple(x.shape)}")
+        h = x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i == last:
+                break
+            if self.batchnorm:
+                h = self._norm(h, i)
+            h = torch.relu(h)
+            if self.training and bool((self.p > 0).any()):
+                keep = 1 - self.p[:, None, None]
+                h = h * (torch.rand_like(h) < keep) / keep
+        return h
+
+    def unstack(self, index, template):
+        """Copy model ``index``'s weights into ``template`` (an MLP of the same shape)."""
+        linears = [m for m in template if isinstance(m, nn.Linear)]
+        norms = [m for m in template if isinstance(m, nn.BatchNorm1d)]
+        with torch.no_grad():
+            for l, w, b in zip(linears, self.weights, self.biases):
+                l.weight.copy_(w[index].t())
+                l.bias.copy_(b[index, 0])
+            for i, bn in enumerate(norms):
+                bn.weight.copy_(self.gammas[i][index, 0])
+                bn.bias.copy_(self.betas[i][index, 0])
+                bn.running_mean.copy_(getattr(self, f"mean{i}")[index, 0])
+                bn.running_var.copy_(getattr(self, f"var{i}")[index, 0])
+        return template
+
+
+@dataclass
+class SweepHistory:
+    """Curves of K models: each array has shape (epochs, K)."""
+
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    val_loss: np.ndarray
+    val_acc: np.ndarray
+    best_epoch: np.ndarray
+    seconds: float
+
+    @property
+    def best_val_loss(self):
+        return self.val_loss[self.best_epoch, np.arange(self.val_loss.shape[1])]
+
+    @property
+    def final(self):
+        return {k: getattr(self, k)[-1] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+
+
+def _losses(out, y, loss):
+    """Per-model mean loss: out (K, N, C|1), y (N,) shared or (K, N)."""
+    k, n = out.shape[:2]
+    if y.ndim == (1 if loss is F.cross_entropy else 2):  # shared by all models
+        y = y.expand(k, *y.shape)
+    if loss is F.cross_entropy:
+        per = F.cross_entropy(out.reshape(k * n, -1), y.reshape(k * n), reduction="none")
+        return per.view(k, n).mean(1)
+    return F.mse_loss(out, y.expand_as(out), reduction="none").reshape(k, -1).mean(1)
+
+
+@torch.no_grad()
+def _evaluate(model, x, y, loss, chunk=8192):
+    was = model.training
+    model.eval()
+    out = torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], -2)
+    model.train(was)
+    if y.ndim == (1 if loss is F.cross_entropy else 2):
+        y = y.expand(model.k, *y.shape)
+    acc = (out.argmax(-1) == y).float().mean(1) if loss is F.cross_entropy else \
+        torch.full((model.k,), math.nan, device=out.device)
+    return _losses(out, y, loss), acc
+
+
+def _step(params, states, grads, lr, wd, config, t):
+    """One optimizer step for stacked params; lr and wd are per-model (K,) tensors.
+
+    Follows torch.optim's SGD (momentum, coupled decay), Adam (coupled decay)
+    and AdamW (decoupled decay) update rules exactly.
+    """
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    for p, g, state in zip(params, grads, states):
+        shape = (-1,) + (1,) * (p.ndim - 1)
+        lr_, wd_ = lr.view(shape), wd.view(shape)
+        if config.optimizer == "adamw":
+            p.mul_(1 - lr_ * wd_)
+        else:
+            g = g + wd_ * p
+        if config.optimizer == "sgd":
+            if config.momentum > 0:
+                buf = state.setdefault("buf", g.clone())
+                if t > 1:
+                    buf.mul_(config.momentum).add_(g)
+                g = buf
+            p.sub_(lr_ * g)
+            continue
+        m = state.setdefault("m", torch.zeros_like(p))
+        v = state.setdefault("v", torch.zeros_like(p))
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps)
+        p.sub_(lr_ / (1 - b1 ** t) * m / denom)
+
+
+def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None):
+    """Train the K models of ``model`` (a StackedMLP) on ``data`` at once.
+
+    ``lr`` and ``weight_decay`` are per-model (length K, or one value for all;
+    default: the config's). ``train_index`` (K, n) picks each model's own
+    training examples from ``data.train`` (e.g. bootstrap resamples). Early
+    stopping (``config.patience``) freezes each model on its own and restores
+    its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
+    from the config apply as in ``fit``; ``penalty`` must return one value per model.
+    """
+    if not isinstance(model, StackedMLP):
+        raise ValueError("sweep_fit trains a StackedMLP")
+    k, dev = model.k, data.train.x.device
+    lr = _per_model(config.lr if lr is None else lr, k, "lr").to(dev)
+    wd = _per_model(config.weight_decay if weight_decay is None else weight_decay, k,
+                    "weight_decay").to(dev)
+    if (lr <= 0).any() or (wd < 0).any():
+        raise ValueError("every lr must be > 0 and every weight_decay >= 0")
+    loss = loss_fn(config.loss, data.num_classes)
+    train, val = data.train, data.val
+    if train_index is None:
+        xs, ys, n = train.x.flatten(1), train.y, len(train)
+    else:
+        train_index = torch.as_tensor(train_index, device=dev)
+        if train_index.ndim != 2 or train_index.shape[0] != k:
+            raise ValueError(f"train_index must have shape (K={k}, n), got {tuple(train_index.shape)}")
+        if train_index.min() < 0 or train_index.max() >= len(train):
+            raise ValueError(f"train_index must index into the {len(train)} training examples")
+        xs, ys, n = train.x.flatten(1)[train_index], train.y[train_index], train_index.shape[1]
+    val_x = val.x.flatten(1)
+    params = list(model.parameters())
+    states = [{} for _ in params]
+    g = torch.Generator().manual_seed(config.seed)
+    active = torch.ones(k, dtype=torch.bool, device=dev)
+    best = torch.full((k,), math.inf, device=dev)
+    best_epoch = torch.zeros(k, dtype=torch.long, device=dev)
+    bad = torch.zeros(k, dtype=torch.long, device=dev)
+    best_params = [p.detach().clone() for p in params] if config.patience else None
+    best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
+    curves, t, start = [], 0, time.perf_counter()
+    for epoch in tqdm(range(config.epochs), desc=config.desc, disable=not config.progress,
+                      leave=False):
+        factor = config.lr_schedule(epoch) if config.lr_schedule else 1.0
+        step_lr = lr * factor * active
+        model.train()
+        order = torch.randperm(n, generator=g).to(dev)
+        for i in range(0, n, config.batch_size):
+            pos = order[i:i + config.batch_size]
+            x, y = (xs[:, pos], ys[:, pos]) if train_index is not None else (xs[pos], ys[pos])
+            if config.augment is not None:
+                x = config.augment(x, g)
+            per_model = _losses(model(x), y, loss)
+            if config.penalty is not None:
+                per_model = per_model + config.penalty(model)
+            grads = torch.autograd.grad(per_model.sum(), params)
+            t += 1
+            with torch.no_grad():
+                _step(params, states, grads, step_lr, wd * active, config, t)
+                if config.after_step is not None:
+                    config.after_step(model, step_lr)
+        tr = _evaluate(model, xs, ys, loss)
+        va = _evaluate(model, val_x, val.y, loss)
+        curves.append(torch.stack([tr[0], tr[1], va[0], va[1]]))
+        monitored = va[0] if len(val) else tr[0]
+        if not torch.isfinite(tr[0]).all():
+            bad_models = (~torch.isfinite(tr[0])).nonzero().flatten().tolist()
+            raise FloatingPointError(f"models {bad_models} diverged at epoch {epoch}; "
+                                     "try a smaller lr for them")
+        improved = (monitored < best - config.min_delta) & active
+        best = torch.where(improved, monitored, best)
+        best_epoch = torch.where(improved, epoch, best_epoch)
+        bad = torch.where(improved, 0, bad + active.long())
+        if config.patience:
+            with torch.no_grad():
+                for keep, p in zip(best_params, params):
+                    keep.copy_(torch.where(improved.view(-1, *[1] * (p.ndim - 1)), p, keep))
+                for keep, b in zip(best_buffers, model.buffers()):
+                    if b.shape[:1] == (k,):
+                        keep.copy_(torch.where(improved.view(-1, *[1] * (b.ndim - 1)), b, keep))
+            active = active & (bad < config.patience)
+            if not bool(active.any()):
+                break
+    if config.patience and config.restore_best:
+        with torch.no_grad():
+            for keep, p in zip(best_params, params):
+                p.copy_(keep)
+            for keep, b in zip(best_buffers, model.buffers()):
+                b.copy_(keep)
+    c = torch.stack(curves).cpu().numpy()
+    return SweepHistory(c[:, 0], c[:, 1], c[:, 2], c[:, 3], best_epoch.cpu().numpy(),
+                        time.perf_counter() - start)

@@ -1,0 +1,93 @@
+"""Every bad argument labkit promises to reject, with the message a user sees."""
+import math
+import pickle
+
+import pytest
+import torch
+
+from labkit import data as D
+from labkit.models import CNN, MLP
+from labkit.runtime import profile, seed_all
+from labkit.sweep import StackedMLP, sweep_fit
+from labkit.train import DivergenceError, FitConfig, fit
+from labkit.widgets import explore
+
+
+def tiny():
+    return D.from_arrays(torch.randn(40, 3), torch.randint(0, 2, (40,)), 20, 10, 10,
+                         num_classes=2, device="cpu")
+
+
+CASES = {
+    "profile name": (lambda: profile(), ValueError, "LABKIT_PROFILE='fast'"),
+    "negative seed": (lambda: seed_all(-1), ValueError, "non-negative"),
+    "dropout p = 1": (lambda: MLP(4, [8], 2, dropout=1.0), ValueError, "[0, 1)"),
+    "dropout p < 0": (lambda: MLP(4, [8], 2, dropout=-0.1), ValueError, "[0, 1)"),
+    "dropout p nan": (lambda: CNN(1, 2, dropout=math.nan), ValueError, "[0, 1)"),
+    "dropout p bool": (lambda: MLP(4, [8], 2, dropout=True), ValueError, "[0, 1)"),
+    "zero width": (lambda: MLP(4, [0], 2), ValueError, "positive ints"),
+    "MLP input shape": (lambda: MLP(4, [8], 2)(torch.zeros(3, 5)), ValueError, "expects 4 features"),
+    "CNN input shape": (lambda: CNN(3, 2)(torch.zeros(2, 1, 8, 8)), ValueError, "(N, 3, H, W)"),
+    "negative decay": (lambda: FitConfig(weight_decay=-1e-4), ValueError, "weight_decay must be >= 0"),
+    "zero lr": (lambda: FitConfig(lr=0), ValueError, "lr must be"),
+    "unknown optimizer": (lambda: FitConfig(optimizer="rmsprop"), ValueError, "optimizer must be"),
+    "zero epochs": (lambda: FitConfig(epochs=0), ValueError, "epochs"),
+    "bad patience": (lambda: FitConfig(patience=0), ValueError, "patience"),
+    "x/y rows differ": (lambda: D.Split(torch.zeros(3, 2), torch.zeros(4)), ValueError, "3 rows but y has 4"),
+    "too many examples": (lambda: D.digits(2000, 10, 10), ValueError, "only 1797 exist"),
+    "non-positive size": (lambda: D.digits(0, 10, 10), ValueError, "n_train must be a positive int"),
+    "negative noise": (lambda: D.regression(noise=-1), ValueError, "noise must be >= 0"),
+    "flip fraction": (lambda: D.flip_labels(tiny().train, 1.5, 2), ValueError, "fraction"),
+    "resample too many": (lambda: D.resample(tiny().train, 99, 0, replace=False), ValueError, "without replacement"),
+    "labels out of range": (lambda: fit(MLP(3, [4], 2), D.Dataset(
+        D.Split(torch.randn(8, 3), torch.full((8,), 5)), tiny().val, tiny().test, 2),
+        FitConfig(epochs=1, progress=False)), ValueError, "labels must be in [0, 2)"),
+    "float class labels": (lambda: fit(MLP(3, [4], 2), D.Dataset(
+        D.Split(torch.randn(8, 3), torch.zeros(8)), tiny().val, tiny().test, 2),
+        FitConfig(epochs=1, progress=False)), ValueError, "1-D long tensor"),
+    "too few outputs": (lambda: fit(MLP(3, [4], 1), tiny(), FitConfig(epochs=1, progress=False)),
+                        ValueError, "expected (N, 2) class scores"),
+    "regression shape": (lambda: fit(MLP(1, [4], 2), D.regression(5, 5, 5, device="cpu"),
+                                     FitConfig(epochs=1, progress=False)), ValueError, "targets have shape"),
+    "sweep of non-MLPs": (lambda: StackedMLP([CNN(1, 2)]), ValueError, "labkit.models.MLP"),
+    "sweep shapes differ": (lambda: StackedMLP([MLP(3, [4], 2), MLP(3, [5], 2)]), ValueError, "same architecture"),
+    "sweep dropout count": (lambda: StackedMLP([MLP(3, [4], 2)] * 2, dropout=[0.1, 0.2, 0.3]),
+                            ValueError, "1 or 2 values"),
+    "sweep dropout value": (lambda: StackedMLP([MLP(3, [4], 2)] * 2, dropout=[0.1, 1.0]), ValueError, "[0, 1)"),
+    "sweep negative decay": (lambda: sweep_fit(StackedMLP([MLP(3, [4], 2)] * 2), tiny(),
+                                               FitConfig(epochs=1, progress=False), weight_decay=[0, -1]),
+                             ValueError, "weight_decay >= 0"),
+    "sweep train_index": (lambda: sweep_fit(StackedMLP([MLP(3, [4], 2)] * 2), tiny(),
+                                            FitConfig(epochs=1, progress=False),
+                                            train_index=torch.zeros(3, 5, dtype=torch.long)),
+                          ValueError, "shape (K=2, n)"),
+    "explore default": (lambda: explore(lambda a: None, {"a": 3}, a=[1, 2]), ValueError, "not among"),
+    "cifar missing": (lambda: D.cifar10("/nonexistent-dir"), FileNotFoundError, "labkit never downloads"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_rejected_with_clear_message(case, monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "fast")
+    call, error, fragment = CASES[case]
+    with pytest.raises(error) as info:
+        call()
+    assert fragment in str(info.value)
+
+
+def test_cifar_bad_file(tmp_path):
+    for name in D.CIFAR_FILES:
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({b"data": [[1, 2, 3]], b"labels": [0]}, f)
+    with pytest.raises(ValueError, match=r"expected data of shape \(N, 3072\)"):
+        D.cifar10(tmp_path)
+
+
+def test_divergence_keeps_history():
+    d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
+    cfg = FitConfig(epochs=50, lr=1e3, optimizer="sgd", momentum=0.9, batch_size=8, progress=False)
+    seed_all(0)
+    with pytest.raises(DivergenceError, match="diverged at epoch") as info:
+        fit(MLP(1, [32, 32], 1), d, cfg)
+    assert isinstance(info.value, FloatingPointError)
+    assert len(info.value.history.epoch) == len(info.value.history.train_loss)

@@ -1,0 +1,72 @@
+"""The labs as stored: no outputs, paired with chapters, glue keys that exist, deterministic."""
+import json
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LABS = sorted((ROOT / "labs").glob("*.ipynb"))
+CHAPTERS = sorted((ROOT / "chapters").glob("*.md"))
+GLUE_REF = re.compile(r"(?:glue:text\}`|lab-figure\} )\.\./labs/([\w.]+\.ipynb)::(\w+)")
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_stored_without_outputs(lab):
+    for cell in read(lab).cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, \
+                f"{lab.name}: clear outputs before committing"
+
+
+def test_every_chapter_has_its_lab_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert CHAPTERS and len(CHAPTERS) == len(LABS)
+    for chapter in CHAPTERS:
+        lab = ROOT / "labs" / (chapter.stem + ".ipynb")
+        assert lab.exists(), f"{chapter.name} has no lab {lab.name}"
+        assert f"file: chapters/{chapter.stem}" in toc and f"file: labs/{chapter.stem}" in toc
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_quotes_only_keys_its_labs_glue(chapter):
+    refs = GLUE_REF.findall(chapter.read_text())
+    assert refs, f"{chapter.name} quotes no measured number"
+    for lab, key in refs:
+        source = "\n".join(c.source for c in read(ROOT / "labs" / lab).cells)
+        assert re.search(rf"glue\(\s*\"{key}\"|glue_key=\"{key}\"", source), \
+            f"{chapter.name} quotes {lab}::{key}, which the lab never glues"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_labs_import_what_they_use(lab):
+    source = "\n".join(c.source for c in read(lab).cells if c.cell_type == "code")
+    assert "import *" not in source
+    assert re.search(r"^\s*assert ", source, re.M), f"{lab.name} asserts nothing"
+
+
+def glued_values(path):
+    from nbclient import NotebookClient
+
+    nb = read(path)
+    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook")
+            if meta and "text/plain" in out.get("data", {}):
+                values[meta["name"]] = out["data"]["text/plain"]
+    return values
+
+
+def test_lab_gives_the_same_numbers_twice(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "ci")
+    lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "01_overfitting.ipynb")
+    first, second = glued_values(lab), glued_values(lab)
+    assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)

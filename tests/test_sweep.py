@@ -1,0 +1,96 @@
+"""A sweep of K models must give what K separate fits give."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from labkit.data import Dataset, regression
+from labkit.models import MLP
+from labkit.sweep import StackedMLP, sweep_fit
+from labkit.train import FitConfig, fit
+
+CFG = FitConfig(epochs=4, batch_size=50, lr=1e-2, progress=False)
+
+
+def mlps(k, hidden=(32, 32), batchnorm=False, out=10, inp=40):
+    models = []
+    for s in range(k):
+        torch.manual_seed(s)
+        models.append(MLP(inp, list(hidden), out, batchnorm=batchnorm))
+    return models
+
+
+@pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 2e-2), ("adamw", 2e-2)])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_sweep_matches_separate_fits(small_mnist1d, optimizer, rtol, batchnorm):
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, lr=1e-2 if optimizer == "sgd" else 3e-3)
+    decays, lrs = [0.0, 1e-3, 3e-2], [cfg.lr, cfg.lr / 2, cfg.lr * 2]
+    stacked = StackedMLP(mlps(3, batchnorm=batchnorm))
+    sh = sweep_fit(stacked, small_mnist1d, cfg, lr=lrs, weight_decay=decays)
+    for k, model in enumerate(mlps(3, batchnorm=batchnorm)):
+        h = fit(model, small_mnist1d, dataclasses.replace(cfg, lr=lrs[k], weight_decay=decays[k]))
+        np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=rtol)
+        np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=rtol)
+        back = stacked.unstack(k, mlps(1, batchnorm=batchnorm)[0])
+        for p, q in zip(back.state_dict().values(), model.state_dict().values()):
+            if p.is_floating_point():
+                torch.testing.assert_close(p, q, rtol=50 * rtol, atol=50 * rtol)
+
+
+def test_per_model_weight_decay_orders_weight_norms(small_mnist1d):
+    stacked = StackedMLP(mlps(4))
+    sweep_fit(stacked, small_mnist1d, dataclasses.replace(CFG, optimizer="adamw"),
+              weight_decay=[0.0, 1.0, 5.0, 20.0])
+    norms = sum(w.detach().pow(2).sum((1, 2)) for w in stacked.weights)
+    assert torch.all(norms[1:] < norms[:-1])
+
+
+def test_dropout_masks_differ_per_model_and_keep_the_mean():
+    same = mlps(1, hidden=(256,))[0]
+    stacked = StackedMLP([same] * 3, dropout=[0.5, 0.5, 0.0])
+    x = torch.randn(8, 40)
+    stacked.train()
+    out = stacked(x)
+    assert not torch.allclose(out[0], out[1])  # same weights, same p, different masks
+    torch.testing.assert_close(out[2], same.eval()(x), rtol=1e-5, atol=1e-5)  # p = 0: no mask
+    stacked.eval()
+    expected = stacked(x)
+    assert torch.allclose(expected[0], expected[1])  # no dropout at evaluation
+    # inverted dropout: the average training output equals the evaluation output
+    stacked.train()
+    mean = torch.stack([stacked(x) for _ in range(2000)]).mean(0)
+    torch.testing.assert_close(mean[0], expected[0], rtol=0, atol=0.02)
+
+
+def test_batchnorm_buffers_are_per_model(small_mnist1d):
+    stacked = StackedMLP(mlps(2, batchnorm=True))
+    index = torch.stack([torch.arange(0, 300), torch.arange(300, 600)])
+    sweep_fit(stacked, small_mnist1d, CFG, train_index=index)
+    assert not torch.allclose(stacked.mean0[0], stacked.mean0[1])
+
+
+def test_train_index_equals_fitting_on_that_subset(small_mnist1d):
+    g = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 600, (2, 400), generator=g)
+    stacked = StackedMLP(mlps(2))
+    cfg = dataclasses.replace(CFG, optimizer="sgd")
+    sh = sweep_fit(stacked, small_mnist1d, cfg, train_index=index)
+    for k, model in enumerate(mlps(2)):
+        d = small_mnist1d
+        sub = Dataset(d.train.take(index[k]), d.val, d.test, d.num_classes)
+        h = fit(model, sub, cfg)
+        np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=1e-4)
+
+
+def test_early_stopping_per_model_matches_fit():
+    d = regression(n_train=20, n_val=100, n_test=10, seed=0, device="cpu")
+    cfg = FitConfig(epochs=400, batch_size=20, lr=1e-2, optimizer="sgd", patience=20, progress=False)
+    stacked = StackedMLP(mlps(2, hidden=(64, 64), out=1, inp=1))
+    sh = sweep_fit(stacked, d, cfg)
+    for k, model in enumerate(mlps(2, hidden=(64, 64), out=1, inp=1)):
+        h = fit(model, d, cfg)
+        assert sh.best_epoch[k] == h.best_epoch
+        assert sh.best_val_loss[k] == pytest.approx(h.best["val_loss"], rel=1e-4)
+        back = stacked.unstack(k, mlps(1, hidden=(64, 64), out=1, inp=1)[0])
+        torch.testing.assert_close(back(d.val.x), model(d.val.x), rtol=1e-3, atol=1e-4)
