@@ -7,6 +7,8 @@ BIN     := $(VENV)/bin
 PROFILE ?= default
 BUILD   := _build/$(PROFILE)
 STAMP   := $(VENV)/.installed
+# jupyter-cache keys executed labs by notebook content only; a change to labkit must re-run them
+LABKIT_HASH := $(shell cat labkit/*.py | cksum | cut -d' ' -f1)
 # The lab kernels and pytest run with outbound network refused (loopback allowed).
 OFFLINE := PYTHONPATH=$(CURDIR)/tests/offline
 
@@ -20,6 +22,9 @@ $(STAMP): pyproject.toml
 	touch $@
 
 book: $(STAMP)
+	rm -rf $(BUILD)/_build/html $(BUILD)/_build/.doctrees  # no stale pages; executed labs stay cached
+	@test -f $(BUILD)/.labkit-$(LABKIT_HASH) || { rm -rf $(BUILD)/_build/.jupyter_cache $(BUILD)/.labkit-*; \
+	  mkdir -p $(BUILD) && touch $(BUILD)/.labkit-$(LABKIT_HASH); }
 	LABKIT_PROFILE=$(PROFILE) LABKIT_STATIC=1 TQDM_DISABLE=1 \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
 	@echo "site: $(BUILD)/_build/html/index.html"

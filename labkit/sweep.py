@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .models import MLP, check_dropout
-from .train import FitConfig, loss_fn
+from .train import FitConfig, loss_fn, progress_bar
 
 __all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
 
@@ -229,8 +228,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     best_params = [p.detach().clone() for p in params] if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
     curves, t, start = [], 0, time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc=config.desc, disable=not config.progress,
-                      leave=False):
+    for epoch in progress_bar(config):
         factor = config.lr_schedule(epoch) if config.lr_schedule else 1.0
         step_lr = lr * factor * active
         model.train()

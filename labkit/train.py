@@ -1,6 +1,7 @@
 """One plain training loop: ``fit(model, data, config) -> History``."""
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -11,7 +12,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 __all__ = ["FitConfig", "History", "DivergenceError", "fit", "evaluate", "loss_fn",
-           "make_optimizer"]
+           "make_optimizer", "progress_bar"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -167,6 +168,13 @@ def _check_inputs(model, data, loss):
                              f"{train.x.device}; move the model with model.to(device)")
 
 
+def progress_bar(config):
+    """A tqdm.auto bar over the epochs; ``TQDM_DISABLE=1`` hides it (``make book`` sets it)."""
+    # tqdm's notebook bar ignores TQDM_DISABLE by itself, so it is read here
+    hide = not config.progress or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+    return tqdm(range(config.epochs), desc=config.desc, leave=False, disable=hide)
+
+
 def fit(model, data, config=FitConfig()):
     """Train ``model`` on ``data.train``, recording curves on train and ``data.val``.
 
@@ -180,8 +188,7 @@ def fit(model, data, config=FitConfig()):
     g = torch.Generator().manual_seed(config.seed)
     hist, best_loss, best_state, bad_epochs = History(), math.inf, None, 0
     start = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=config.desc, disable=not config.progress,
-               leave=False)
+    bar = progress_bar(config)
     for epoch in bar:
         lr = config.lr * (config.lr_schedule(epoch) if config.lr_schedule else 1.0)
         for group in opt.param_groups:
