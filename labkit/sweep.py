@@ -207,6 +207,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     if (lr <= 0).any() or (wd < 0).any():
         raise ValueError("every lr must be > 0 and every weight_decay >= 0")
     loss = loss_fn(config.loss, data.num_classes)
+    if config.monitor == "val_acc" and loss is not F.cross_entropy:
+        raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
     train, val = data.train, data.val
     if train_index is None:
         xs, ys, n = train.x.flatten(1), train.y, len(train)
@@ -250,7 +252,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         tr = _evaluate(model, xs, ys, loss)
         va = _evaluate(model, val_x, val.y, loss)
         curves.append(torch.stack([tr[0], tr[1], va[0], va[1]]))
-        monitored = va[0] if len(val) else tr[0]
+        if config.monitor == "val_acc":
+            monitored = -(va[1] if len(val) else tr[1])
+        else:
+            monitored = va[0] if len(val) else tr[0]
         if not torch.isfinite(tr[0]).all():
             bad_models = (~torch.isfinite(tr[0])).nonzero().flatten().tolist()
             raise FloatingPointError(f"models {bad_models} diverged at epoch {epoch}; "

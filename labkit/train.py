@@ -28,7 +28,9 @@ class FitConfig:
     augment:    ``augment(x, generator) -> x`` applied to every training batch.
     lr_schedule: ``lr_schedule(epoch) -> factor``; the learning rate of epoch ``e`` is
                 ``lr * lr_schedule(e)``.
-    patience:   stop after this many epochs without a better validation loss
+    monitor:    what "better" means for ``best_epoch`` and early stopping: a lower
+                ``"val_loss"`` or a higher ``"val_acc"``.
+    patience:   stop after this many epochs without a better monitored value
                 (``None``: never stop early); ``restore_best`` then reloads the best weights.
     """
 
@@ -39,6 +41,7 @@ class FitConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     loss: str = "auto"
+    monitor: str = "val_loss"
     patience: int | None = None
     min_delta: float = 0.0
     restore_best: bool = True
@@ -62,6 +65,7 @@ class FitConfig:
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.loss in ("auto", "cross_entropy", "mse"),
              "loss must be 'auto', 'cross_entropy' or 'mse'"),
+            (self.monitor in ("val_loss", "val_acc"), "monitor must be 'val_loss' or 'val_acc'"),
             (self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
              "patience must be None or an int >= 1"),
         ]
@@ -72,7 +76,7 @@ class FitConfig:
 
 @dataclass
 class History:
-    """Per-epoch curves of one run. ``best_epoch`` has the lowest validation loss."""
+    """Per-epoch curves of one run. ``best_epoch`` is the best by ``FitConfig.monitor``."""
 
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
@@ -183,10 +187,12 @@ def fit(model, data, config=FitConfig()):
     """
     loss = loss_fn(config.loss, data.num_classes)
     _check_inputs(model, data, loss)
+    if config.monitor == "val_acc" and loss is not F.cross_entropy:
+        raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
     train, val = data.train, data.val
     opt = make_optimizer(model, config)
     g = torch.Generator().manual_seed(config.seed)
-    hist, best_loss, best_state, bad_epochs = History(), math.inf, None, 0
+    hist, best_score, best_state, bad_epochs = History(), math.inf, None, 0
     start = time.perf_counter()
     bar = progress_bar(config)
     for epoch in bar:
@@ -221,9 +227,12 @@ def fit(model, data, config=FitConfig()):
         hist.epoch.append(epoch)
         hist.lr.append(lr)
         bar.set_postfix(train=f"{values[0]:.3f}", val=f"{values[2]:.3f}", refresh=False)
-        monitored = values[2] if math.isfinite(values[2]) else values[0]
-        if monitored < best_loss - config.min_delta:
-            best_loss, hist.best_epoch, bad_epochs = monitored, epoch, 0
+        if config.monitor == "val_acc":
+            monitored = -(values[3] if math.isfinite(values[3]) else values[1])
+        else:
+            monitored = values[2] if math.isfinite(values[2]) else values[0]
+        if monitored < best_score - config.min_delta:
+            best_score, hist.best_epoch, bad_epochs = monitored, epoch, 0
             if config.patience is not None and config.restore_best:
                 best_state = copy.deepcopy(model.state_dict())
         else:
