@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .models import MLP, check_dropout
-from .train import FitConfig, loss_fn, progress_bar
+from .train import DivergenceError, FitConfig, loss_fn, progress_bar
 
 __all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
 
@@ -53,6 +53,7 @@ class StackedMLP(nn.Module):
         for v in p.tolist():
             check_dropout(v)
         self.register_buffer("p", p)
+        self.any_dropout = bool((p > 0).any())  # decided once: no host sync per forward pass
         self.in_dim = models[0].in_dim
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.gammas, self.betas = nn.ParameterList(), nn.ParameterList()
@@ -93,7 +94,7 @@ class StackedMLP(nn.Module):
             if self.batchnorm:
                 h = self._norm(h, i)
             h = torch.relu(h)
-            if self.training and bool((self.p > 0).any()):
+            if self.training and self.any_dropout:
                 keep = 1 - self.p[:, None, None]
                 h = h * (torch.rand_like(h) < keep) / keep
         return h
@@ -196,7 +197,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     training examples from ``data.train`` (e.g. bootstrap resamples). Early
     stopping (``config.patience``) freezes each model on its own and restores
     its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
-    from the config apply as in ``fit``; ``penalty`` must return one value per model.
+    from the config apply as in ``fit``, except that ``penalty(model)`` returns
+    one value per model and ``after_step(model, lr)`` receives the (K,) tensor
+    of per-model learning rates. A non-finite loss raises ``DivergenceError``
+    whose ``.history`` holds every epoch before it.
     """
     if not isinstance(model, StackedMLP):
         raise ValueError("sweep_fit trains a StackedMLP")
@@ -251,15 +255,16 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     config.after_step(model, step_lr)
         tr = _evaluate(model, xs, ys, loss)
         va = _evaluate(model, val_x, val.y, loss)
+        if not torch.isfinite(tr[0]).all():
+            bad_models = (~torch.isfinite(tr[0])).nonzero().flatten().tolist()
+            raise DivergenceError(f"models {bad_models} diverged at epoch {epoch}; try a smaller "
+                                  "lr for them. The curves so far are in .history.",
+                                  _history(curves, best_epoch, start))
         curves.append(torch.stack([tr[0], tr[1], va[0], va[1]]))
         if config.monitor == "val_acc":
             monitored = -(va[1] if len(val) else tr[1])
         else:
             monitored = va[0] if len(val) else tr[0]
-        if not torch.isfinite(tr[0]).all():
-            bad_models = (~torch.isfinite(tr[0])).nonzero().flatten().tolist()
-            raise FloatingPointError(f"models {bad_models} diverged at epoch {epoch}; "
-                                     "try a smaller lr for them")
         improved = (monitored < best - config.min_delta) & active
         best = torch.where(improved, monitored, best)
         best_epoch = torch.where(improved, epoch, best_epoch)
@@ -280,6 +285,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 p.copy_(keep)
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
-    c = torch.stack(curves).cpu().numpy()
+    return _history(curves, best_epoch, start)
+
+
+def _history(curves, best_epoch, start):
+    k = best_epoch.shape[0]
+    c = torch.stack(curves).cpu().numpy() if curves else np.zeros((0, 4, k), dtype=np.float32)
     return SweepHistory(c[:, 0], c[:, 1], c[:, 2], c[:, 3], best_epoch.cpu().numpy(),
                         time.perf_counter() - start)

@@ -2,6 +2,8 @@
 import math
 import pickle
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -95,3 +97,17 @@ def test_divergence_keeps_history():
         fit(MLP(1, [32, 32], 1), d, cfg)
     assert isinstance(info.value, FloatingPointError)
     assert len(info.value.history.epoch) == len(info.value.history.train_loss)
+
+
+def test_sweep_divergence_keeps_history():
+    from labkit.sweep import SweepHistory
+
+    d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
+    seed_all(0)
+    stacked = StackedMLP([MLP(1, [32, 32], 1), MLP(1, [32, 32], 1)])
+    cfg = FitConfig(epochs=50, optimizer="sgd", batch_size=8, progress=False)
+    with pytest.raises(DivergenceError, match=r"models \[1\] diverged") as info:
+        sweep_fit(stacked, d, cfg, lr=[1e-3, 1e3])
+    history = info.value.history
+    assert isinstance(history, SweepHistory) and history.train_loss.shape[1] == 2
+    assert np.isfinite(history.train_loss).all()

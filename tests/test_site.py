@@ -105,7 +105,7 @@ def test_page_in_browser(page, server, browser):
     tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     tab.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
     refresh = re.search(r'http-equiv="refresh" content="\d+; ?url=([^"]+)"',
-                        (SITE / page).read_text(encoding="utf-8"))
+                        (SITE / page).read_text(encoding="utf-8"), re.IGNORECASE)
     if refresh:  # index.html only forwards to the first page
         tab.goto(f"{server}/{page}")
         tab.wait_for_url(f"**/{refresh.group(1)}")
