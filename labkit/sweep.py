@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .models import MLP, check_dropout
-from .train import DivergenceError, FitConfig, loss_fn, progress_bar
+from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
 
 __all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
 
@@ -211,8 +211,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     if (lr <= 0).any() or (wd < 0).any():
         raise ValueError("every lr must be > 0 and every weight_decay >= 0")
     loss = loss_fn(config.loss, data.num_classes)
-    if config.monitor == "val_acc" and loss is not F.cross_entropy:
-        raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
+    check_monitor(config, loss)
     train, val = data.train, data.val
     if train_index is None:
         xs, ys, n = train.x.flatten(1), train.y, len(train)
@@ -261,10 +260,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                                   "lr for them. The curves so far are in .history.",
                                   _history(curves, best_epoch, start))
         curves.append(torch.stack([tr[0], tr[1], va[0], va[1]]))
-        if config.monitor == "val_acc":
-            monitored = -(va[1] if len(val) else tr[1])
-        else:
-            monitored = va[0] if len(val) else tr[0]
+        monitored = score(config, tr, va if len(val) else None)
         improved = (monitored < best - config.min_delta) & active
         best = torch.where(improved, monitored, best)
         best_epoch = torch.where(improved, epoch, best_epoch)

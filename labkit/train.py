@@ -117,6 +117,18 @@ def loss_fn(name, num_classes):
     return F.cross_entropy if name == "cross_entropy" else F.mse_loss
 
 
+def check_monitor(config, loss):
+    if config.monitor == "val_acc" and loss is not F.cross_entropy:
+        raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
+
+
+def score(config, train_metrics, val_metrics):
+    """What early stopping minimises: the validation loss, or minus the validation
+    accuracy; the training metrics stand in when there is no validation split."""
+    loss, acc = val_metrics if val_metrics is not None else train_metrics
+    return -acc if config.monitor == "val_acc" else loss
+
+
 def make_optimizer(model, config):
     params, wd = list(model.parameters()), config.weight_decay
     # one fused kernel per step instead of a loop over tensors (same arithmetic)
@@ -187,8 +199,7 @@ def fit(model, data, config=FitConfig()):
     """
     loss = loss_fn(config.loss, data.num_classes)
     _check_inputs(model, data, loss)
-    if config.monitor == "val_acc" and loss is not F.cross_entropy:
-        raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
+    check_monitor(config, loss)
     train, val = data.train, data.val
     opt = make_optimizer(model, config)
     g = torch.Generator().manual_seed(config.seed)
@@ -227,10 +238,7 @@ def fit(model, data, config=FitConfig()):
         hist.epoch.append(epoch)
         hist.lr.append(lr)
         bar.set_postfix(train=f"{values[0]:.3f}", val=f"{values[2]:.3f}", refresh=False)
-        if config.monitor == "val_acc":
-            monitored = -(values[3] if math.isfinite(values[3]) else values[1])
-        else:
-            monitored = values[2] if math.isfinite(values[2]) else values[0]
+        monitored = score(config, values[:2], values[2:] if len(val) else None)
         if monitored < best_score - config.min_delta:
             best_score, hist.best_epoch, bad_epochs = monitored, epoch, 0
             if config.patience is not None and config.restore_best:

@@ -101,3 +101,14 @@ def test_weight_decay_shrinks_weights(small_mnist1d, optimizer):
                                                       lr=1e-2 if optimizer == "sgd" else 3e-3))
         norms.append(sum(p.pow(2).sum() for p in model.parameters()).item())
     assert norms[1] < 0.7 * norms[0]
+
+
+def test_fit_without_validation_monitors_training_loss(small_mnist1d):
+    from labkit.data import Dataset, Split
+
+    d = small_mnist1d
+    empty = Split(d.val.x[:0], d.val.y[:0])
+    h = fit(MLP(40, [16], 10), Dataset(d.train, empty, d.test, 10),
+            dataclasses.replace(CFG, epochs=4, patience=2))
+    assert all(v != v for v in h.val_loss)  # NaN: nothing to measure
+    assert h.best_epoch == h.train_loss.index(min(h.train_loss))
