@@ -7,6 +7,7 @@ K losses are summed, so each model's gradient is exactly its own.
 """
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,7 +118,11 @@ class StackedMLP(nn.Module):
 
 @dataclass
 class SweepHistory:
-    """Curves of K models: each array has shape (epochs, K)."""
+    """Curves of K models: each array has shape (epochs, K).
+
+    ``diverged_at[j]`` is the epoch at which model j's training loss became
+    non-finite (-1 if it never did); its curves are NaN from that epoch on.
+    """
 
     train_loss: np.ndarray
     train_acc: np.ndarray
@@ -125,6 +130,11 @@ class SweepHistory:
     val_acc: np.ndarray
     best_epoch: np.ndarray
     seconds: float
+    diverged_at: np.ndarray
+
+    @property
+    def diverged(self):
+        return self.diverged_at >= 0
 
     @property
     def best_val_loss(self):
@@ -175,18 +185,21 @@ def _step(params, states, grads, lr, wd, config, t):
             g = g + wd_ * p
         if config.optimizer == "sgd":
             if config.momentum > 0:
-                buf = state.setdefault("buf", g.clone())
-                if t > 1:
-                    buf.mul_(config.momentum).add_(g)
-                g = buf
+                if "buf" not in state:
+                    state["buf"] = g.clone()
+                else:
+                    state["buf"].mul_(config.momentum).add_(g)
+                g = state["buf"]
             p.sub_(lr_ * g)
             continue
-        m = state.setdefault("m", torch.zeros_like(p))
-        v = state.setdefault("v", torch.zeros_like(p))
+        if "m" not in state:
+            state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+        m, v = state["m"], state["v"]
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        denom = (v.sqrt() / math.sqrt(1 - b2 ** t)).add_(eps)
-        p.sub_(lr_ / (1 - b1 ** t) * m / denom)
+        # p -= step * m / denom, step = lr / (1 - b1^t) per model, in place (lr 0: no step)
+        denom = v.sqrt().div_(math.sqrt(1 - b2 ** t)).add_(eps).div_(lr_ / (1 - b1 ** t))
+        p.addcdiv_(m, denom, value=-1)
 
 
 def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None):
@@ -199,8 +212,12 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
     from the config apply as in ``fit``, except that ``penalty(model)`` returns
     one value per model and ``after_step(model, lr)`` receives the (K,) tensor
-    of per-model learning rates. A non-finite loss raises ``DivergenceError``
-    whose ``.history`` holds every epoch before it.
+    of per-model learning rates.
+
+    A model whose training loss becomes non-finite stops training (the others
+    go on), with a warning; ``history.diverged_at`` records when. If every
+    model diverges, ``DivergenceError`` is raised; its ``.history`` holds
+    every epoch before that.
     """
     if not isinstance(model, StackedMLP):
         raise ValueError("sweep_fit trains a StackedMLP")
@@ -230,6 +247,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     best = torch.full((k,), math.inf, device=dev)
     best_epoch = torch.zeros(k, dtype=torch.long, device=dev)
     bad = torch.zeros(k, dtype=torch.long, device=dev)
+    diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
     best_params = [p.detach().clone() for p in params] if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
     curves, t, start = [], 0, time.perf_counter()
@@ -254,12 +272,24 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     config.after_step(model, step_lr)
         tr = _evaluate(model, xs, ys, loss)
         va = _evaluate(model, val_x, val.y, loss)
-        if not torch.isfinite(tr[0]).all():
-            bad_models = (~torch.isfinite(tr[0])).nonzero().flatten().tolist()
-            raise DivergenceError(f"models {bad_models} diverged at epoch {epoch}; try a smaller "
-                                  "lr for them. The curves so far are in .history.",
-                                  _history(curves, best_epoch, start))
-        curves.append(torch.stack([tr[0], tr[1], va[0], va[1]]))
+        finite = torch.isfinite(tr[0])
+        if not bool(finite.all()):  # a host sync, once per epoch
+            new = (~finite & (diverged_at < 0)).nonzero().flatten().tolist()
+            diverged_at[new] = epoch
+            if not bool(finite.any()):
+                raise DivergenceError(
+                    f"all {k} models diverged (the last at epoch {epoch}): the training loss is "
+                    "not finite. Try smaller learning rates. The curves so far are in .history.",
+                    _history(curves, best_epoch, start, diverged_at))
+            if new:
+                rates = ", ".join(f"{v:g}" for v in lr[new].tolist())
+                warnings.warn(f"models {new} diverged at epoch {epoch} (lr {rates}); "
+                              "they stop training, the others go on. Their curves are NaN from "
+                              "here; history.diverged_at records when.", RuntimeWarning,
+                              stacklevel=2)
+            active &= finite
+        ok = diverged_at < 0
+        curves.append(torch.where(ok, torch.stack([tr[0], tr[1], va[0], va[1]]), math.nan))
         monitored = score(config, tr, va if len(val) else None)
         improved = (monitored < best - config.min_delta) & active
         best = torch.where(improved, monitored, best)
@@ -281,11 +311,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 p.copy_(keep)
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
-    return _history(curves, best_epoch, start)
+    return _history(curves, best_epoch, start, diverged_at)
 
 
-def _history(curves, best_epoch, start):
+def _history(curves, best_epoch, start, diverged_at):
     k = best_epoch.shape[0]
     c = torch.stack(curves).cpu().numpy() if curves else np.zeros((0, 4, k), dtype=np.float32)
     return SweepHistory(c[:, 0], c[:, 1], c[:, 2], c[:, 3], best_epoch.cpu().numpy(),
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, diverged_at.cpu().numpy())

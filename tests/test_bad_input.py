@@ -99,15 +99,36 @@ def test_divergence_keeps_history():
     assert len(info.value.history.epoch) == len(info.value.history.train_loss)
 
 
-def test_sweep_divergence_keeps_history():
+def test_sweep_divergence_stops_only_that_model():
+    import copy
+
+    d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
+    seed_all(0)
+    nets = [MLP(1, [32, 32], 1) for _ in range(3)]
+    cfg = FitConfig(epochs=30, optimizer="sgd", momentum=0.9, batch_size=8, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] diverged at epoch \d+ \(lr 1000\)"):
+        history = sweep_fit(StackedMLP(copy.deepcopy(nets)), d, cfg, lr=[1e-3, 1e3, 1e-2])
+    assert history.diverged.tolist() == [False, True, False]
+    at = history.diverged_at[1]
+    assert 0 <= at < 30 and len(history.train_loss) == 30        # the others trained to the end
+    assert np.isnan(history.train_loss[at:, 1]).all() and np.isfinite(history.train_loss[:at, 1]).all()
+    # Nothing lost: the models that did not diverge end exactly as they would without it.
+    alone = sweep_fit(StackedMLP([copy.deepcopy(nets[0]), copy.deepcopy(nets[2])]), d, cfg, lr=[1e-3, 1e-2])
+    np.testing.assert_allclose(history.val_loss[:, [0, 2]], alone.val_loss, rtol=1e-5)
+    assert not alone.diverged.any()
+
+
+def test_sweep_divergence_of_every_model_keeps_history():
     from labkit.sweep import SweepHistory
 
     d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
     seed_all(0)
     stacked = StackedMLP([MLP(1, [32, 32], 1), MLP(1, [32, 32], 1)])
     cfg = FitConfig(epochs=50, optimizer="sgd", batch_size=8, progress=False)
-    with pytest.raises(DivergenceError, match=r"models \[1\] diverged") as info:
-        sweep_fit(stacked, d, cfg, lr=[1e-3, 1e3])
+    with pytest.raises(DivergenceError, match=r"all 2 models diverged \(the last at epoch 1\)") as info, \
+            pytest.warns(RuntimeWarning, match=r"models \[0\] diverged at epoch 0"):
+        sweep_fit(stacked, d, cfg, lr=[2.0, 1.0])
     history = info.value.history
-    assert isinstance(history, SweepHistory) and history.train_loss.shape[1] == 2
-    assert np.isfinite(history.train_loss).all()
+    assert isinstance(history, SweepHistory) and history.train_loss.shape == (1, 2)
+    assert history.diverged_at.tolist() == [0, 1]
+    assert np.isnan(history.train_loss[0, 0]) and np.isfinite(history.train_loss[0, 1])
