@@ -211,8 +211,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     stopping (``config.patience``) freezes each model on its own and restores
     its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
     from the config apply as in ``fit``, except that ``penalty(model)`` returns
-    one value per model and ``after_step(model, lr)`` receives the (K,) tensor
-    of per-model learning rates.
+    one value per model, ``after_step(model, lr)`` receives the (K,) tensor
+    of per-model learning rates, and ``augment`` may return a ``(K, N, d)``
+    batch to give each model its own transformed copy (e.g. its own random
+    draws: ``augment(x.expand(K, -1, -1), generator)``).
 
     A model whose training loss becomes non-finite stops training (the others
     go on), with a warning; ``history.diverged_at`` records when. If every
@@ -261,6 +263,9 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
             x, y = (xs[:, pos], ys[:, pos]) if train_index is not None else (xs[pos], ys[pos])
             if config.augment is not None:
                 x = config.augment(x, g)
+                if x.ndim == 3 and x.shape[0] != k:
+                    raise ValueError(f"augment returned shape {tuple(x.shape)}: a batch with one "
+                                     f"copy per model must have K={k} first, (K, N, features)")
             per_model = _losses(model(x), y, loss)
             if config.penalty is not None:
                 per_model = per_model + config.penalty(model)

@@ -67,6 +67,10 @@ CASES = {
                                             FitConfig(epochs=1, progress=False),
                                             train_index=torch.zeros(3, 5, dtype=torch.long)),
                           ValueError, "shape (K=2, n)"),
+    "sweep augment K": (lambda: sweep_fit(StackedMLP([MLP(3, [4], 2)] * 2), tiny(),
+                                          FitConfig(epochs=1, progress=False,
+                                                    augment=lambda x, g: x.expand(3, -1, -1))),
+                        ValueError, "must have K=2 first"),
     "explore default": (lambda: explore(lambda a: None, {"a": 3}, a=[1, 2]), ValueError, "not among"),
     "cifar missing": (lambda: D.cifar10("/nonexistent-dir"), FileNotFoundError, "labkit never downloads"),
 }

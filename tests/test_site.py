@@ -70,6 +70,7 @@ def server():
 def browser():
     from playwright.sync_api import sync_playwright
 
+    shutil.rmtree(SHOTS, ignore_errors=True)  # no screenshots of pages that no longer exist
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium(), args=[
             "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",

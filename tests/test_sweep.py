@@ -94,3 +94,16 @@ def test_early_stopping_per_model_matches_fit():
         assert sh.best_val_loss[k] == pytest.approx(h.best["val_loss"], rel=1e-4)
         back = stacked.unstack(k, mlps(1, hidden=(64, 64), out=1, inp=1)[0])
         torch.testing.assert_close(back(d.val.x), model(d.val.x), rtol=1e-3, atol=1e-4)
+
+
+def test_augment_may_give_each_model_its_own_batch(small_mnist1d):
+    # augment may return (K, N, d): model k trains on its own transformed batch,
+    # exactly as a separate fit with that transformation would.
+    scales = [1.0, -1.0, 0.5]
+    per_model = torch.tensor(scales)[:, None, None]
+    cfg = dataclasses.replace(CFG, optimizer="sgd", augment=lambda x, g: x.expand(3, -1, -1) * per_model)
+    sh = sweep_fit(StackedMLP(mlps(3)), small_mnist1d, cfg)
+    for k, model in enumerate(mlps(3)):
+        h = fit(model, small_mnist1d, dataclasses.replace(cfg, augment=lambda x, g, c=scales[k]: x * c))
+        np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=1e-4)
+    assert not np.allclose(sh.train_loss[:, 0], sh.train_loss[:, 1])
