@@ -1,4 +1,5 @@
 """Every bad argument labkit promises to reject, with the message a user sees."""
+import dataclasses
 import math
 import pickle
 
@@ -120,6 +121,11 @@ def test_sweep_divergence_stops_only_that_model():
     alone = sweep_fit(StackedMLP([copy.deepcopy(nets[0]), copy.deepcopy(nets[2])]), d, cfg, lr=[1e-3, 1e-2])
     np.testing.assert_allclose(history.val_loss[:, [0, 2]], alone.val_loss, rtol=1e-5)
     assert not alone.diverged.any()
+    # With early stopping, the diverged model is restored to its best (finite) weights.
+    stacked = StackedMLP(copy.deepcopy(nets))
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] diverged"):
+        sweep_fit(stacked, d, dataclasses.replace(cfg, patience=5), lr=[1e-3, 1e3, 1e-2])
+    assert all(torch.isfinite(w).all() for w in stacked.parameters())
 
 
 def test_sweep_divergence_of_every_model_keeps_history():
