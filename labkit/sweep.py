@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .models import MLP, check_dropout
+from .runtime import seed_all
 from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
 
 __all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
@@ -36,7 +37,8 @@ class StackedMLP(nn.Module):
     """K copies of one ``labkit.models.MLP`` architecture, trained side by side.
 
     Build it from K MLPs (so each starts from exactly the weights a separate
-    fit would use): ``StackedMLP([MLP(...) for seed in seeds], dropout=[...])``.
+    fit would use): ``StackedMLP([MLP(...), ...], dropout=[...])``, or
+    ``StackedMLP.from_seeds(lambda: MLP(...), seeds)``.
     Input ``(N, d)`` is shared by all models; ``(K, N, d)`` gives each its own.
     Output is ``(K, N, out)``.
     """
@@ -70,6 +72,16 @@ class StackedMLP(nn.Module):
             self.register_buffer(f"mean{i}", torch.stack([b.running_mean[None] for b in layer]))
             self.register_buffer(f"var{i}", torch.stack([b.running_var[None] for b in layer]))
         self.momentum = 0.1
+
+    @classmethod
+    def from_seeds(cls, build, seeds, dropout=0.0):
+        """Stack ``build()`` called once per seed, each after ``seed_all(seed)``: model j
+        starts from the weights a separate run seeded with ``seeds[j]`` would use."""
+        models = []
+        for seed in seeds:
+            seed_all(seed)
+            models.append(build())
+        return cls(models, dropout=dropout)
 
     def _norm(self, h, i):
         mean, var = getattr(self, f"mean{i}"), getattr(self, f"var{i}")
@@ -292,8 +304,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                               "they stop training, the others go on. Their curves are NaN from "
                               "here; history.diverged_at records when.", RuntimeWarning,
                               stacklevel=2)
-            active &= finite
         ok = diverged_at < 0
+        active &= ok
         curves.append(torch.where(ok, torch.stack([tr[0], tr[1], va[0], va[1]]), math.nan))
         monitored = score(config, tr, va if len(val) else None)
         improved = (monitored < best - config.min_delta) & active

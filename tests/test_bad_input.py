@@ -1,17 +1,17 @@
 """Every bad argument labkit promises to reject, with the message a user sees."""
+import copy
 import dataclasses
 import math
 import pickle
 
 import numpy as np
-
 import pytest
 import torch
 
 from labkit import data as D
 from labkit.models import CNN, MLP
 from labkit.runtime import profile, seed_all
-from labkit.sweep import StackedMLP, sweep_fit
+from labkit.sweep import StackedMLP, SweepHistory, sweep_fit
 from labkit.train import DivergenceError, FitConfig, fit
 from labkit.widgets import explore
 
@@ -105,8 +105,6 @@ def test_divergence_keeps_history():
 
 
 def test_sweep_divergence_stops_only_that_model():
-    import copy
-
     d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
     seed_all(0)
     nets = [MLP(1, [32, 32], 1) for _ in range(3)]
@@ -129,8 +127,6 @@ def test_sweep_divergence_stops_only_that_model():
 
 
 def test_sweep_divergence_of_every_model_keeps_history():
-    from labkit.sweep import SweepHistory
-
     d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
     seed_all(0)
     stacked = StackedMLP([MLP(1, [32, 32], 1), MLP(1, [32, 32], 1)])

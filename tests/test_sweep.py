@@ -7,6 +7,7 @@ import torch
 
 from labkit.data import Dataset, regression
 from labkit.models import MLP
+from labkit.runtime import seed_all
 from labkit.sweep import StackedMLP, sweep_fit
 from labkit.train import FitConfig, fit
 
@@ -107,3 +108,14 @@ def test_augment_may_give_each_model_its_own_batch(small_mnist1d):
         h = fit(model, small_mnist1d, dataclasses.replace(cfg, augment=lambda x, g, c=scales[k]: x * c))
         np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=1e-4)
     assert not np.allclose(sh.train_loss[:, 0], sh.train_loss[:, 1])
+
+
+def test_from_seeds_stacks_the_models_a_seeded_loop_builds():
+    stacked = StackedMLP.from_seeds(lambda: MLP(40, [32, 32], 10), [3, 0, 3], dropout=[0.0, 0.1, 0.2])
+    for j, seed in enumerate([3, 0, 3]):
+        seed_all(seed)
+        expected = MLP(40, [32, 32], 10)
+        back = stacked.unstack(j, MLP(40, [32, 32], 10))
+        for p, q in zip(back.parameters(), expected.parameters()):
+            assert torch.equal(p, q)
+    assert stacked.p.tolist() == pytest.approx([0.0, 0.1, 0.2])
