@@ -1,4 +1,7 @@
-"""Data builders. Every split is a pair of tensors kept in memory on the device."""
+"""Data builders. Every split is a pair of tensors kept in memory on the device.
+
+Every ``seed`` argument is a local seed, shifted by ``LABKIT_SEED`` (see ``labkit.runtime``).
+"""
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +10,8 @@ import numpy as np
 import torch
 
 from .runtime import device as default_device
+from .runtime import generator
+from .runtime import seed as actual_seed
 
 __all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "digits", "regression",
            "cifar10", "flip_labels", "resample"]
@@ -62,14 +67,14 @@ def _check_sizes(available, **sizes):
 
 
 def from_arrays(x, y, n_train, n_val, n_test, seed=0, num_classes=None, device=None):
-    """Shuffle ``x, y`` with ``seed`` and cut them into train, val and test."""
+    """Shuffle ``x, y`` with local seed ``seed`` and cut them into train, val and test."""
     x, y = torch.as_tensor(np.asarray(x)), torch.as_tensor(np.asarray(y))
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     _check_sizes(x.shape[0], n_train=n_train, n_val=n_val, n_test=n_test)
     x = x.float()
     y = y.long() if num_classes else y.float()
-    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(x.shape[0], generator=generator(seed))
     cuts = np.cumsum([0, n_train, n_val, n_test])
     parts = [Split(x[order[a:b]], y[order[a:b]]) for a, b in zip(cuts[:-1], cuts[1:])]
     return Dataset(*parts, num_classes=num_classes).to(device or default_device())
@@ -80,7 +85,8 @@ def mnist1d(n_train=4000, n_val=1000, n_test=1000, seed=0, device=None):
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples, args.train_split, args.seed = n_train + n_val + n_test, 0.5, seed
+    args.num_samples, args.train_split = n_train + n_val + n_test, 0.5
+    args.seed = actual_seed(seed)
     d = make_dataset(args)
     x = np.concatenate([d["x"], d["x_test"]])
     y = np.concatenate([d["y"], d["y_test"]])
@@ -108,7 +114,7 @@ def regression(n_train=30, n_val=200, n_test=1000, noise=0.3, seed=0, device=Non
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     n = n_train + n_val + n_test
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(actual_seed(seed))
     x = rng.uniform(-2, 2, size=(n, 1))
     y = np.sin(2.5 * x) + noise * rng.standard_normal((n, 1))
     return from_arrays(x, y, n_train, n_val, n_test, seed, device=device)
@@ -118,7 +124,7 @@ def flip_labels(split, fraction, num_classes, seed=0):
     """A copy of ``split`` with ``fraction`` of its labels replaced by a different class."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     n = len(split)
     chosen = torch.randperm(n, generator=g)[: round(fraction * n)].to(split.y.device)
     shift = torch.randint(1, num_classes, (len(chosen),), generator=g).to(split.y.device)
@@ -129,7 +135,7 @@ def flip_labels(split, fraction, num_classes, seed=0):
 
 def resample(split, n, seed, replace=True):
     """``n`` examples drawn from ``split`` (bootstrap when ``replace``)."""
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     if replace:
         idx = torch.randint(len(split), (n,), generator=g)
     else:

@@ -1,13 +1,23 @@
-"""Where and how big: device choice, seeding and run profiles."""
+"""Where and how big: device choice, seeds and run profiles.
+
+Every seed a lab uses goes through :func:`seed`: a lab names a *local* seed
+(0, 1, 2, ...) and the course-wide base ``LABKIT_SEED`` shifts it, so a reader
+can rerun any lab on fresh seeds with ``LABKIT_SEED=7``. The data builders,
+``fit``, ``sweep_fit`` and ``StackedMLP.from_seeds`` all take local seeds.
+"""
 import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["PROFILES", "profile", "pick", "device", "seed_all"]
+__all__ = ["PROFILES", "profile", "pick", "device", "seed_base", "seed", "seeds", "generator",
+           "seed_all"]
 
 PROFILES = ("ci", "default", "full")
+# Local seeds run from 0 to STRIDE - 1; base b uses b * STRIDE + local, so bases never overlap.
+STRIDE = 100_000
+MAX_BASE = (2**32 - 1) // STRIDE - 1    # NumPy's legacy seeding takes at most 2**32 - 1
 
 
 def profile() -> str:
@@ -43,11 +53,42 @@ def device(name: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_all(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a fresh CPU generator seeded the same."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+def seed_base() -> int:
+    """The course-wide seed base, from ``LABKIT_SEED`` (default 0)."""
+    text = os.environ.get("LABKIT_SEED", "").strip() or "0"
+    try:
+        base = int(text)
+    except ValueError:
+        base = -1
+    if not 0 <= base <= MAX_BASE:
+        raise ValueError(f"LABKIT_SEED must be an integer in [0, {MAX_BASE}], got {text!r}")
+    return base
+
+
+def seed(local: int = 0) -> int:
+    """The actual seed for a lab's local seed ``local``, shifted by ``LABKIT_SEED``."""
+    if isinstance(local, bool) or not isinstance(local, (int, np.integer)) \
+            or not 0 <= local < STRIDE:
+        raise ValueError(f"a local seed must be an int in [0, {STRIDE}), got {local!r}")
+    return seed_base() * STRIDE + int(local)
+
+
+def seeds(n: int, start: int = 0) -> list:
+    """``n`` local seeds ``start, start + 1, ...``: what labs pass to labkit, one per run."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    return list(range(start, start + n))
+
+
+def generator(local: int = 0) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed(local)``."""
+    return torch.Generator().manual_seed(seed(local))
+
+
+def seed_all(local: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch with ``seed(local)``; return a generator seeded the same."""
+    actual = seed(local)
+    random.seed(actual)
+    np.random.seed(actual)
+    torch.manual_seed(actual)
+    return torch.Generator().manual_seed(actual)

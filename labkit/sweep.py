@@ -16,10 +16,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .models import MLP, check_dropout
-from .runtime import seed_all
+from .runtime import generator, seed_all
 from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
 
-__all__ = ["StackedMLP", "SweepHistory", "sweep_fit"]
+__all__ = ["Grid", "StackedMLP", "SweepHistory", "sweep_fit"]
 
 
 def _per_model(value, k, name):
@@ -75,13 +75,20 @@ class StackedMLP(nn.Module):
 
     @classmethod
     def from_seeds(cls, build, seeds, dropout=0.0):
-        """Stack ``build()`` called once per seed, each after ``seed_all(seed)``: model j
-        starts from the weights a separate run seeded with ``seeds[j]`` would use."""
+        """Stack ``build()`` called once per local seed, each after ``seed_all(seed)``:
+        model j starts from the weights a separate run seeded with ``seeds[j]`` would use."""
         models = []
         for seed in seeds:
             seed_all(seed)
             models.append(build())
         return cls(models, dropout=dropout)
+
+    @classmethod
+    def from_grid(cls, build, grid):
+        """One model per point of ``grid`` (a ``Grid`` with a ``seed`` axis), seeded by it;
+        a ``dropout`` axis, if the grid has one, sets each model's rate."""
+        dropout = grid["dropout"] if "dropout" in grid.axes else 0.0
+        return cls.from_seeds(build, grid["seed"], dropout=dropout)
 
     def _norm(self, h, i):
         mean, var = getattr(self, f"mean{i}"), getattr(self, f"var{i}")
@@ -128,12 +135,53 @@ class StackedMLP(nn.Module):
         return template
 
 
+class Grid:
+    """The settings of a sweep, one model per point: ``Grid(p=[0.0, 0.5], seed=seeds(3))``.
+
+    Axes are named; models are laid out in row-major order (the last axis
+    varies fastest). ``grid["p"]`` is the value of ``p`` for each of the K
+    models, ready for ``StackedMLP`` or ``sweep_fit``; a sweep trained with
+    ``grid=`` returns curves shaped ``(epochs, *grid.shape)`` and ``h.sel(p=0.5)``.
+    """
+
+    def __init__(self, **axes):
+        if not axes:
+            raise ValueError("a Grid needs at least one axis, e.g. Grid(seed=seeds(3))")
+        self.axes = {}
+        for name, values in axes.items():
+            values = list(values)
+            if not values or len(set(map(repr, values))) != len(values):
+                raise ValueError(f"grid axis {name!r} needs distinct values, got {values!r}")
+            self.axes[name] = values
+        self.shape = tuple(len(v) for v in self.axes.values())
+        self.k = math.prod(self.shape)
+
+    def __len__(self):
+        return self.k
+
+    def __getitem__(self, name):
+        if name not in self.axes:
+            raise KeyError(f"the grid has axes {list(self.axes)}, not {name!r}")
+        i = list(self.axes).index(name)
+        index = np.unravel_index(np.arange(self.k), self.shape)[i]
+        return [self.axes[name][j] for j in index]
+
+    def __repr__(self):
+        return "Grid(" + ", ".join(f"{n}={v!r}" for n, v in self.axes.items()) + ")"
+
+
+CURVES = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
 @dataclass
 class SweepHistory:
-    """Curves of K models: each array has shape (epochs, K).
+    """Curves of a sweep: each curve has shape ``(epochs, *grid.shape)``.
 
-    ``diverged_at[j]`` is the epoch at which model j's training loss became
+    The same vocabulary as ``History``: ``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc``, ``best_epoch``, ``last``, ``best``.
+    ``diverged_at`` is the epoch at which a model's training loss became
     non-finite (-1 if it never did); its curves are NaN from that epoch on.
+    ``sel(p=0.5)`` picks one value of a grid axis.
     """
 
     train_loss: np.ndarray
@@ -143,18 +191,38 @@ class SweepHistory:
     best_epoch: np.ndarray
     seconds: float
     diverged_at: np.ndarray
+    grid: Grid | None
 
     @property
     def diverged(self):
         return self.diverged_at >= 0
 
     @property
-    def best_val_loss(self):
-        return self.val_loss[self.best_epoch, np.arange(self.val_loss.shape[1])]
+    def last(self):
+        """The curves at the last epoch: a dict of arrays shaped like the grid."""
+        return {k: getattr(self, k)[-1] for k in CURVES}
 
     @property
-    def final(self):
-        return {k: getattr(self, k)[-1] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+    def best(self):
+        """The curves at each model's ``best_epoch``: a dict of arrays shaped like the grid."""
+        return {k: np.take_along_axis(getattr(self, k), self.best_epoch[None], 0)[0]
+                for k in CURVES}
+
+    def sel(self, **where):
+        """The sub-sweep at one value of each named axis: ``h.sel(p=0.5, lr=0.1)``."""
+        axes, keep = dict(self.grid.axes), [slice(None)] * len(self.grid.shape)
+        for name, value in where.items():
+            if name not in axes:
+                raise KeyError(f"the grid has axes {list(self.grid.axes)}, not {name!r}")
+            if value not in axes[name]:
+                raise KeyError(f"{name}={value!r} is not among {axes[name]!r}")
+            keep[list(self.grid.axes).index(name)] = axes[name].index(value)
+            del axes[name]
+        index = tuple(keep)
+        curves = {k: getattr(self, k)[(slice(None),) + index] for k in CURVES}
+        return SweepHistory(**curves, best_epoch=self.best_epoch[index], seconds=self.seconds,
+                            diverged_at=self.diverged_at[index],
+                            grid=Grid(**axes) if axes else None)
 
 
 def _losses(out, y, loss):
@@ -214,11 +282,14 @@ def _step(params, states, grads, lr, wd, config, t):
         p.addcdiv_(m, denom, value=-1)
 
 
-def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None):
+def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None,
+              grid=None):
     """Train the K models of ``model`` (a StackedMLP) on ``data`` at once.
 
-    ``lr`` and ``weight_decay`` are per-model (length K, or one value for all;
-    default: the config's). ``train_index`` (K, n) picks each model's own
+    ``grid`` (a ``Grid`` of K points) shapes the returned curves
+    ``(epochs, *grid.shape)``; its ``lr`` and ``weight_decay`` axes, if it has
+    them, set those per model. ``lr`` and ``weight_decay`` are per-model
+    (length K, or one value for all; default: the grid's, else the config's). ``train_index`` (K, n) picks each model's own
     training examples from ``data.train`` (e.g. bootstrap resamples). Early
     stopping (``config.patience``) freezes each model on its own and restores
     its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
@@ -236,9 +307,14 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     if not isinstance(model, StackedMLP):
         raise ValueError("sweep_fit trains a StackedMLP")
     k, dev = model.k, data.train.x.device
+    grid = Grid(model=list(range(k))) if grid is None else grid
+    if not isinstance(grid, Grid) or grid.k != k:
+        raise ValueError(f"grid must be a Grid of K={k} points, one per model, got {grid!r}")
+    lr = grid["lr"] if lr is None and "lr" in grid.axes else lr
+    wd = grid["weight_decay"] if weight_decay is None and "weight_decay" in grid.axes \
+        else weight_decay
     lr = _per_model(config.lr if lr is None else lr, k, "lr").to(dev)
-    wd = _per_model(config.weight_decay if weight_decay is None else weight_decay, k,
-                    "weight_decay").to(dev)
+    wd = _per_model(config.weight_decay if wd is None else wd, k, "weight_decay").to(dev)
     if (lr <= 0).any() or (wd < 0).any():
         raise ValueError("every lr must be > 0 and every weight_decay >= 0")
     loss = loss_fn(config.loss, data.num_classes)
@@ -256,7 +332,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     val_x = val.x.flatten(1)
     params = list(model.parameters())
     states = [{} for _ in params]
-    g = torch.Generator().manual_seed(config.seed)
+    g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     active = torch.ones(k, dtype=torch.bool, device=dev)
     best = torch.full((k,), math.inf, device=dev)
     best_epoch = torch.zeros(k, dtype=torch.long, device=dev)
@@ -297,10 +373,13 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 raise DivergenceError(
                     f"all {k} models diverged (the last at epoch {epoch}): the training loss is "
                     "not finite. Try smaller learning rates. The curves so far are in .history.",
-                    _history(curves, best_epoch, start, diverged_at))
+                    _history(curves, best_epoch, start, diverged_at, grid))
             if new:
-                rates = ", ".join(f"{v:g}" for v in lr[new].tolist())
-                warnings.warn(f"models {new} diverged at epoch {epoch} (lr {rates}); "
+                names = "; ".join(", ".join(f"{a}={grid[a][j]:g}" if isinstance(grid[a][j], float)
+                                            else f"{a}={grid[a][j]}" for a in grid.axes)
+                                  + f", lr={lr[j].item():g}" * ("lr" not in grid.axes)
+                                  for j in new)
+                warnings.warn(f"models {new} ({names}) diverged at epoch {epoch}; "
                               "they stop training, the others go on. Their curves are NaN from "
                               "here; history.diverged_at records when.", RuntimeWarning,
                               stacklevel=2)
@@ -328,11 +407,13 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 p.copy_(keep)
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
-    return _history(curves, best_epoch, start, diverged_at)
+    return _history(curves, best_epoch, start, diverged_at, grid)
 
 
-def _history(curves, best_epoch, start, diverged_at):
-    k = best_epoch.shape[0]
-    c = torch.stack(curves).cpu().numpy() if curves else np.zeros((0, 4, k), dtype=np.float32)
-    return SweepHistory(c[:, 0], c[:, 1], c[:, 2], c[:, 3], best_epoch.cpu().numpy(),
-                        time.perf_counter() - start, diverged_at.cpu().numpy())
+def _history(curves, best_epoch, start, diverged_at, grid):
+    c = torch.stack(curves).cpu().numpy() if curves else np.zeros((0, 4, grid.k), np.float32)
+    c = c.reshape(len(c), 4, *grid.shape)
+    return SweepHistory(c[:, 0], c[:, 1], c[:, 2], c[:, 3],
+                        best_epoch.cpu().numpy().reshape(grid.shape),
+                        time.perf_counter() - start, diverged_at.cpu().numpy().reshape(grid.shape),
+                        grid)

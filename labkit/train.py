@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .runtime import generator
+
 __all__ = ["FitConfig", "History", "DivergenceError", "fit", "evaluate", "loss_fn",
            "make_optimizer", "progress_bar"]
 
@@ -32,6 +34,7 @@ class FitConfig:
                 ``"val_loss"`` or a higher ``"val_acc"``.
     patience:   stop after this many epochs without a better monitored value
                 (``None``: never stop early); ``restore_best`` then reloads the best weights.
+    seed:       local seed of the shuffles and augmentation draws (``LABKIT_SEED`` shifts it).
     """
 
     epochs: int = 20
@@ -202,7 +205,7 @@ def fit(model, data, config=FitConfig()):
     check_monitor(config, loss)
     train, val = data.train, data.val
     opt = make_optimizer(model, config)
-    g = torch.Generator().manual_seed(config.seed)
+    g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     hist, best_score, best_state, bad_epochs = History(), math.inf, None, 0
     start = time.perf_counter()
     bar = progress_bar(config)

@@ -23,7 +23,7 @@ def tiny():
 
 CASES = {
     "profile name": (lambda: profile(), ValueError, "LABKIT_PROFILE='fast'"),
-    "negative seed": (lambda: seed_all(-1), ValueError, "non-negative"),
+    "negative seed": (lambda: seed_all(-1), ValueError, "local seed"),
     "dropout p = 1": (lambda: MLP(4, [8], 2, dropout=1.0), ValueError, "[0, 1)"),
     "dropout p < 0": (lambda: MLP(4, [8], 2, dropout=-0.1), ValueError, "[0, 1)"),
     "dropout p nan": (lambda: CNN(1, 2, dropout=math.nan), ValueError, "[0, 1)"),
@@ -109,7 +109,7 @@ def test_sweep_divergence_stops_only_that_model():
     seed_all(0)
     nets = [MLP(1, [32, 32], 1) for _ in range(3)]
     cfg = FitConfig(epochs=30, optimizer="sgd", momentum=0.9, batch_size=8, progress=False)
-    with pytest.warns(RuntimeWarning, match=r"models \[1\] diverged at epoch \d+ \(lr 1000\)"):
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged at epoch \d+"):
         history = sweep_fit(StackedMLP(copy.deepcopy(nets)), d, cfg, lr=[1e-3, 1e3, 1e-2])
     assert history.diverged.tolist() == [False, True, False]
     at = history.diverged_at[1]
@@ -121,7 +121,7 @@ def test_sweep_divergence_stops_only_that_model():
     assert not alone.diverged.any()
     # With early stopping, the diverged model is restored to its best (finite) weights.
     stacked = StackedMLP(copy.deepcopy(nets))
-    with pytest.warns(RuntimeWarning, match=r"models \[1\] diverged"):
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged"):
         sweep_fit(stacked, d, dataclasses.replace(cfg, patience=5), lr=[1e-3, 1e3, 1e-2])
     assert all(torch.isfinite(w).all() for w in stacked.parameters())
 
@@ -132,7 +132,7 @@ def test_sweep_divergence_of_every_model_keeps_history():
     stacked = StackedMLP([MLP(1, [32, 32], 1), MLP(1, [32, 32], 1)])
     cfg = FitConfig(epochs=50, optimizer="sgd", batch_size=8, progress=False)
     with pytest.raises(DivergenceError, match=r"all 2 models diverged \(the last at epoch 1\)") as info, \
-            pytest.warns(RuntimeWarning, match=r"models \[0\] diverged at epoch 0"):
+            pytest.warns(RuntimeWarning, match=r"models \[0\] \(model=0, lr=2\) diverged at epoch 0"):
         sweep_fit(stacked, d, cfg, lr=[2.0, 1.0])
     history = info.value.history
     assert isinstance(history, SweepHistory) and history.train_loss.shape == (1, 2)

@@ -41,3 +41,31 @@ def test_seed_all_makes_every_generator_repeat():
     seed_all(3)
     b = (random.random(), np.random.rand(), torch.rand(1).item())
     assert a == b
+
+
+def test_seed_base_shifts_every_seed(monkeypatch):
+    from labkit.data import regression
+    from labkit.runtime import STRIDE, generator, seed
+
+    monkeypatch.delenv("LABKIT_SEED", raising=False)
+    assert seed(3) == 3
+    a = regression(5, 1, 1, seed=0).train.y
+    g = torch.rand(2, generator=generator(0))
+    monkeypatch.setenv("LABKIT_SEED", "2")
+    assert seed(3) == 2 * STRIDE + 3
+    assert not torch.equal(regression(5, 1, 1, seed=0).train.y, a)
+    assert not torch.equal(torch.rand(2, generator=generator(0)), g)
+    seed_all(1)
+    first = torch.rand(1)
+    monkeypatch.setenv("LABKIT_SEED", "3")
+    seed_all(1)
+    assert not torch.equal(torch.rand(1), first)
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", "99999999"])
+def test_bad_seed_base_is_a_clear_error(monkeypatch, value):
+    from labkit.runtime import seed
+
+    monkeypatch.setenv("LABKIT_SEED", value)
+    with pytest.raises(ValueError, match="LABKIT_SEED"):
+        seed(0)

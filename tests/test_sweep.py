@@ -92,7 +92,7 @@ def test_early_stopping_per_model_matches_fit():
     for k, model in enumerate(mlps(2, hidden=(64, 64), out=1, inp=1)):
         h = fit(model, d, cfg)
         assert sh.best_epoch[k] == h.best_epoch
-        assert sh.best_val_loss[k] == pytest.approx(h.best["val_loss"], rel=1e-4)
+        assert sh.best["val_loss"][k] == pytest.approx(h.best["val_loss"], rel=1e-4)
         back = stacked.unstack(k, mlps(1, hidden=(64, 64), out=1, inp=1)[0])
         torch.testing.assert_close(back(d.val.x), model(d.val.x), rtol=1e-3, atol=1e-4)
 
@@ -119,3 +119,24 @@ def test_from_seeds_stacks_the_models_a_seeded_loop_builds():
         for p, q in zip(back.parameters(), expected.parameters()):
             assert torch.equal(p, q)
     assert stacked.p.tolist() == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_grid_shapes_the_history_and_sel_picks_by_name(small_mnist1d):
+    from labkit.sweep import Grid
+
+    grid = Grid(weight_decay=[0.0, 1e-2], seed=[0, 1, 2])
+    assert grid["weight_decay"] == [0.0] * 3 + [1e-2] * 3 and grid["seed"] == [0, 1, 2] * 2
+    stack = StackedMLP.from_grid(lambda: MLP(40, [16], 10), grid)
+    h = sweep_fit(stack, small_mnist1d, dataclasses.replace(CFG, epochs=2), grid=grid)
+    assert h.val_acc.shape == (2, 2, 3) and h.best_epoch.shape == (2, 3)
+    flat = sweep_fit(StackedMLP.from_grid(lambda: MLP(40, [16], 10), grid), small_mnist1d,
+                     dataclasses.replace(CFG, epochs=2), weight_decay=grid["weight_decay"])
+    np.testing.assert_array_equal(h.val_loss.reshape(2, 6), flat.val_loss)
+    one = h.sel(weight_decay=1e-2)
+    np.testing.assert_array_equal(one.val_loss, flat.val_loss[:, 3:])
+    assert one.last["val_acc"].shape == (3,) and one.grid.axes == {"seed": [0, 1, 2]}
+    np.testing.assert_array_equal(h.best["val_loss"][1], one.best["val_loss"])
+    with pytest.raises(KeyError, match="not among"):
+        h.sel(weight_decay=0.5)
+    with pytest.raises(ValueError, match="K=6"):
+        sweep_fit(stack, small_mnist1d, CFG, grid=Grid(seed=[0, 1]))
