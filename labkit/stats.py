@@ -33,14 +33,16 @@ class Effect:
 def effect(a, b=0.0, paired=True):
     """How far ``a`` lies above ``b``, over runs.
 
-    ``a`` and ``b`` are arrays of per-run values (or ``b`` one number). With
+    ``a`` and ``b`` are arrays of per-run values (or one of them a number). With
     ``paired=True`` and arrays of one shape, run i of ``a`` is compared with run i
     of ``b`` (same seed, same data): the standard error is that of the differences.
     With ``paired=False`` the two groups are independent (Welch's standard error).
     NaN runs (e.g. diverged models) are an error: decide what they mean first.
     """
-    a = np.asarray(a, dtype=float).ravel()
-    b = np.asarray(b, dtype=float)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim == 0:                      # a threshold above runs: compare it with each run
+        a = np.full(b.shape, float(a))
+    a = a.ravel()
     if np.isnan(a).any() or np.isnan(b).any():
         raise ValueError("effect: NaN values; replace diverged runs by what they mean first")
     if b.ndim == 0 or (paired and b.size == a.size):

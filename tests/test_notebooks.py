@@ -1,4 +1,5 @@
 """The labs as stored: no outputs, paired with chapters, glue keys that exist, deterministic."""
+import ast
 import json
 import os
 import re
@@ -34,11 +35,40 @@ def test_every_chapter_has_its_lab_in_the_toc():
         assert f"file: chapters/{chapter.stem}" in toc and f"file: labs/{chapter.stem}" in toc
 
 
+def _key_pattern(node):
+    """A regex for a glue key written as a string or f-string literal (fields match any word)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return re.escape(node.value)
+    if isinstance(node, ast.JoinedStr):
+        return "".join(re.escape(v.value) if isinstance(v, ast.Constant) else r"\w+"
+                       for v in node.values)
+    return None
+
+
 def glued_key_patterns(lab):
-    """Regexes for every key a lab glues; f-string fields match any word."""
-    source = "\n".join(c.source for c in read(ROOT / "labs" / lab).cells)
-    keys = re.findall(r'(?:glue\(\s*|glue_key=)(f?)"([^"]+)"', source)
-    return [re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(k)) if f else re.escape(k) for f, k in keys]
+    """Regexes for every key a lab glues: glue_numbers(key=...), glue_numbers(**{f"..": ..}),
+    glue_figure("key", fig) and explore(..., glue_key="key")."""
+    source = "\n".join(c.source for c in read(ROOT / "labs" / lab).cells if c.cell_type == "code")
+    patterns = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+        if name == "glue_numbers":
+            for kw in node.keywords:
+                if kw.arg is not None:
+                    patterns.append(re.escape(kw.arg))
+                elif isinstance(kw.value, ast.DictComp):
+                    patterns.append(_key_pattern(kw.value.key))
+                elif isinstance(kw.value, ast.Dict):
+                    patterns += [_key_pattern(k) for k in kw.value.keys]
+        elif name == "glue_figure" and node.args:
+            patterns.append(_key_pattern(node.args[0]))
+        elif name == "explore":
+            patterns += [_key_pattern(kw.value) for kw in node.keywords if kw.arg == "glue_key"]
+    for p in patterns:  # an f-string key must name what it glues, not only its fields
+        assert p and re.match(r"\w{3}", p), f"{lab}: glue key pattern {p!r} is too vague to check"
+    return patterns
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
@@ -56,6 +86,14 @@ def test_labs_import_what_they_use(lab):
     source = "\n".join(c.source for c in read(lab).cells if c.cell_type == "code")
     assert "import *" not in source
     assert re.search(r"^\s*assert ", source, re.M), f"{lab.name} asserts nothing"
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_every_seed_goes_through_labkit(lab):
+    """LABKIT_SEED must shift every seed: no generator seeded by hand in a lab."""
+    source = "\n".join(c.source for c in read(lab).cells if c.cell_type == "code")
+    bare = re.search(r"(manual_seed|default_rng|random\.seed)\((?!seed\()|torch\.Generator\(", source)
+    assert not bare, f"{lab.name} seeds by hand ({bare and bare.group(0)!r}): use labkit.runtime"
 
 
 def glued_values(path):
