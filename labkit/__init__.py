@@ -1,8 +1,9 @@
 """labkit: the plumbing of the Taming Overfitting labs.
 
 Import what you use from its modules, e.g. ``from labkit.train import fit``.
-Modules: runtime (device, seeds, profiles), data, models, train, sweep,
-augment, plots, widgets.
+Modules: runtime (device, seeds and ``LABKIT_SEED``, profiles), data, models,
+train (``fit``), sweep (``Grid``, ``StackedMLP``, ``sweep_fit``), stats
+(``effect``: claims about a population of runs), plots, widgets, book (glue).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

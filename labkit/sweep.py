@@ -4,6 +4,17 @@ Each model keeps its own hyperparameters (learning rate, weight decay,
 dropout rate) as entries of a length-K tensor, its own dropout masks, its own
 batch-norm statistics and, optionally, its own resampled training set. The
 K losses are summed, so each model's gradient is exactly its own.
+
+Why not ``torch.func`` and ``torch.optim``? Measured on 2 CPU cores (forward and
+backward of K=16 MLPs 40-128-128-10, batch 64; ``benchmarks/vmap_vs_stacked.py``),
+``vmap(functional_call)`` over
+``stack_module_state`` took 2.53 ms a step against 2.07 ms here without batch
+norm, 4.96 against 4.84 ms with it, and 6.64 against 3.44 ms with dropout
+(``randomness="different"``). The batched matmul (``baddbmm``) path is as fast
+or faster in every case, so it stays. ``torch.optim`` takes one scalar learning
+rate and weight decay per parameter group, so per-model (K,) values cannot be
+expressed on stacked tensors; ``_step`` follows its update rules exactly
+(``tests/test_sweep.py`` checks against separate ``fit`` runs).
 """
 import math
 import time
