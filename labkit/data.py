@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runtime import device as default_device
-from .runtime import generator
-from .runtime import seed as actual_seed
+from .runtime import device as default_device, generator, seed as actual_seed
 
 __all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "digits", "regression",
            "cifar10", "flip_labels", "resample"]

@@ -91,4 +91,4 @@ def seed_all(local: int = 0) -> torch.Generator:
     random.seed(actual)
     np.random.seed(actual)
     torch.manual_seed(actual)
-    return torch.Generator().manual_seed(actual)
+    return generator(local)
