@@ -100,7 +100,7 @@ def glued_values(path):
     from nbclient import NotebookClient
 
     nb = read(path)
-    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=1200, resources={"metadata": {"path": str(path.parent)}}).execute()
     values = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
