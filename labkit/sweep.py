@@ -7,11 +7,10 @@ K losses are summed, so each model's gradient is exactly its own.
 
 Why not ``torch.func`` and ``torch.optim``? Measured on 2 CPU cores (forward and
 backward of K=16 MLPs 40-128-128-10, batch 64; ``benchmarks/vmap_vs_stacked.py``),
-``vmap(functional_call)`` over
-``stack_module_state`` took 1.2-1.3x as long a step as this module without
-batch norm (2.53 vs 2.07 ms; 2.66 vs 2.01 ms in a second run), 1.03-1.15x with
-it, and 1.7-1.9x with dropout (``randomness="different"``), in two runs.
-The batched matmul (``baddbmm``) path is as fast
+``vmap(functional_call)`` over ``stack_module_state`` took 1.2-1.3x as long a
+step as this module without batch norm (2.53 vs 2.07 ms; 2.66 vs 2.01 ms in a
+second run), 1.03-1.15x with it, and 1.7-1.9x with dropout
+(``randomness="different"``). The batched matmul (``baddbmm``) path is as fast
 or faster in every case, so it stays. ``torch.optim`` takes one scalar learning
 rate and weight decay per parameter group, so per-model (K,) values cannot be
 expressed on stacked tensors; ``_step`` follows its update rules exactly
@@ -178,6 +177,10 @@ class Grid:
         index = np.unravel_index(np.arange(self.k), self.shape)[i]
         return [self.axes[name][j] for j in index]
 
+    def point(self, j):
+        """Model ``j``'s value on every axis, as a dict."""
+        return {name: self[name][j] for name in self.axes}
+
     def index(self, **where):
         """The flat model indices (0..K-1) at the given axis values: ``grid.index(lr=0.1)``."""
         keep = np.ones(self.k, dtype=bool)
@@ -310,7 +313,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     ``grid`` (a ``Grid`` of K points) shapes the returned curves
     ``(epochs, *grid.shape)``; its ``lr`` and ``weight_decay`` axes, if it has
     them, set those per model. ``lr`` and ``weight_decay`` are per-model
-    (length K, or one value for all; default: the grid's, else the config's). ``train_index`` (K, n) picks each model's own
+    (length K, or one value for all; default: the grid's, else the config's).
+    ``train_index`` (K, n) picks each model's own
     training examples from ``data.train`` (e.g. bootstrap resamples). Early
     stopping (``config.patience``) freezes each model on its own and restores
     its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
@@ -396,9 +400,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     "not finite. Try smaller learning rates. The curves so far are in .history.",
                     _history(curves, best_epoch, start, diverged_at, grid))
             if new:
-                names = "; ".join(", ".join(f"{a}={grid[a][j]:g}" if isinstance(grid[a][j], float)
-                                            else f"{a}={grid[a][j]}" for a in grid.axes)
-                                  + f", lr={lr[j].item():g}" * ("lr" not in grid.axes)
+                names = "; ".join(", ".join(f"{a}={v}" for a, v in
+                                            {**grid.point(j), "lr": f"{lr[j].item():g}"}.items())
                                   for j in new)
                 warnings.warn(f"models {new} ({names}) diverged at epoch {epoch}; "
                               "they stop training, the others go on. Their curves are NaN from "

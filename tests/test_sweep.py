@@ -127,6 +127,7 @@ def test_grid_shapes_the_history_and_sel_picks_by_name(small_mnist1d):
     grid = Grid(weight_decay=[0.0, 1e-2], seed=[0, 1, 2])
     assert grid["weight_decay"] == [0.0] * 3 + [1e-2] * 3 and grid["seed"] == [0, 1, 2] * 2
     assert grid.index(weight_decay=1e-2) == [3, 4, 5] and grid.index(weight_decay=0.0, seed=2) == [2]
+    assert grid.point(4) == {"weight_decay": 1e-2, "seed": 1}
     with pytest.raises(KeyError, match="not a point"):
         grid.index(seed=7)
     stack = StackedMLP.from_grid(lambda: MLP(40, [16], 10), grid)
