@@ -3,8 +3,12 @@
 Both train the same MLP for the same epochs on the same MNIST-1D tensors with
 Adam and evaluate once per epoch. The DataLoader loop is the usual pattern:
 per-sample indexing and collation, and ``loss.item()`` every step.
+The number of epochs is calibrated so that labkit's side runs for at least
+``--seconds`` (2 s by default; a shorter run is mostly noise), and the two
+sides are timed in turn, ``--repeats`` times each, best of each kept.
 Last line: ``ratio: X`` = DataLoader seconds / labkit seconds (higher is better).
 """
+import math
 import argparse
 import time
 
@@ -37,11 +41,19 @@ def dataloader_loop(model, data, epochs, batch_size, lr):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="the least time labkit's side runs (sets the number of epochs)")
+    ap.add_argument("--epochs", type=int, default=None, help="fixed epochs instead")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     data = mnist1d(4000, 1000, 100)
+    cfg = FitConfig(epochs=5, batch_size=args.batch_size, lr=1e-3, progress=False)
+    if args.epochs is None:  # calibrate: enough epochs for labkit's side to last --seconds
+        fit(MLP(40, [128, 128], 10).to(data.train.x.device), data, cfg)
+        per_epoch = min(fit(MLP(40, [128, 128], 10).to(data.train.x.device), data,
+                            cfg).seconds for _ in range(3)) / cfg.epochs
+        args.epochs = max(1, math.ceil(1.1 * args.seconds / per_epoch))
     cfg = FitConfig(epochs=args.epochs, batch_size=args.batch_size, lr=1e-3, progress=False)
     labkit_s, loader_s = [], []
     for r in range(args.repeats):  # interleaved, best of N for each
@@ -55,7 +67,8 @@ def main():
         t = time.perf_counter()
         dataloader_loop(model, data, args.epochs, args.batch_size, 1e-3)
         loader_s.append(time.perf_counter() - t)
-    print(f"device: {data.train.x.device}, threads: {torch.get_num_threads()}")
+    print(f"device: {data.train.x.device}, threads: {torch.get_num_threads()}, "
+          f"epochs: {args.epochs}")
     print(f"labkit fit:            {min(labkit_s):.3f} s (best of {args.repeats})")
     print(f"DataLoader loop:       {min(loader_s):.3f} s (best of {args.repeats})")
     print(f"ratio: {min(loader_s) / min(labkit_s):.2f}")

@@ -45,7 +45,7 @@ class MLP(nn.Sequential):
         self.in_dim = in_dim
 
     def forward(self, x):
-        if x[0].numel() != self.in_dim:
+        if math.prod(x.shape[1:]) != self.in_dim:
             raise ValueError(f"MLP expects {self.in_dim} features per example, "
                              f"got input of shape {tuple(x.shape)}")
         return super().forward(x)

@@ -27,10 +27,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from .models import MLP, check_dropout
-from .runtime import generator, seed_all
+from .runtime import generator, no_host_sync, seed_all
 from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
 
 __all__ = ["Grid", "StackedMLP", "SweepHistory", "sweep_fit"]
+
+EVAL_ROWS = 4096  # examples x models per evaluation chunk
+FUSED = None  # None: the fused optimizer kernels where the device has them; False: never
 
 
 def _per_model(value, k, name):
@@ -124,7 +127,7 @@ class StackedMLP(nn.Module):
                 break
             if self.batchnorm:
                 h = self._norm(h, i)
-            h = torch.relu(h)
+            h = torch.relu_(h)  # in place: the layer before does not need its output
             if self.training and self.any_dropout:
                 keep = 1 - self.p[:, None, None]
                 h = h * (torch.rand_like(h) < keep) / keep
@@ -261,9 +264,11 @@ def _losses(out, y, loss):
 
 
 @torch.no_grad()
-def _evaluate(model, x, y, loss, chunk=8192):
+def _evaluate(model, x, y, loss, chunk=None):
     was = model.training
     model.eval()
+    # chunks of about 4096 examples x models keep activations in cache and allocations small
+    chunk = chunk or max(16, EVAL_ROWS // model.k)
     out = torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], -2)
     model.train(was)
     if y.ndim == (1 if loss is F.cross_entropy else 2):
@@ -273,37 +278,109 @@ def _evaluate(model, x, y, loss, chunk=8192):
     return _losses(out, y, loss), acc
 
 
-def _step(params, states, grads, lr, wd, config, t):
-    """One optimizer step for stacked params; lr and wd are per-model (K,) tensors.
+def _flatten(params):
+    """Move the K models' parameters into one (K, P) buffer, each parameter a view of
+    its columns, so that an optimizer step is a handful of operations on one
+    tensor instead of a handful per parameter tensor. Returns the buffer and a
+    gradient buffer laid out the same way, with the views into it."""
+    k, sizes = params[0].shape[0], [p[0].numel() for p in params]
+    flat = params[0].new_empty(k, sum(sizes))
+    grad = torch.zeros_like(flat)
+    views, off = [], 0
+    with torch.no_grad():
+        for p, n in zip(params, sizes):
+            view = flat[:, off:off + n].view(p.shape)
+            view.copy_(p)
+            p.data = view
+            views.append(grad[:, off:off + n].view(p.shape))
+            off += n
+    return flat, grad, views
 
-    Follows torch.optim's SGD (momentum, coupled decay), Adam (coupled decay)
-    and AdamW (decoupled decay) update rules exactly.
+
+class _Optimizer:
+    """torch.optim's SGD, Adam or AdamW on the flat (K, P) parameters ``p`` with
+    gradients ``g``, each model with its own learning rate and weight decay.
+
+    On CPU, CUDA and MPS a step calls the fused kernels that ``torch.optim`` runs
+    with ``fused=True`` (as ``fit`` does), once for each group of models that
+    share a learning rate and weight decay: one pass over memory per group.
+    Elsewhere it applies the same update rules with tensor operations.
     """
+
     b1, b2, eps = 0.9, 0.999, 1e-8
-    for p, g, state in zip(params, grads, states):
-        shape = (-1,) + (1,) * (p.ndim - 1)
-        lr_, wd_ = lr.view(shape), wd.view(shape)
-        if config.optimizer == "adamw":
-            p.mul_(1 - lr_ * wd_)
-        else:
-            g = g + wd_ * p
+
+    def __init__(self, p, g, config, fused=None):
+        self.p, self.g, self.config, self.t = p, g, config, 0
+        self.fused = p.device.type in ("cpu", "cuda", "mps") if fused is None else fused
+        self.step_count = torch.zeros((), dtype=torch.float32, device=p.device)
         if config.optimizer == "sgd":
-            if config.momentum > 0:
-                if "buf" not in state:
-                    state["buf"] = g.clone()
-                else:
-                    state["buf"].mul_(config.momentum).add_(g)
-                g = state["buf"]
-            p.sub_(lr_ * g)
-            continue
-        if "m" not in state:
-            state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
-        m, v = state["m"], state["v"]
-        m.lerp_(g, 1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        # p -= step * m / denom, step = lr / (1 - b1^t) per model, in place (lr 0: no step)
-        denom = v.sqrt().div_(math.sqrt(1 - b2 ** t)).add_(eps).div_(lr_ / (1 - b1 ** t))
-        p.addcdiv_(m, denom, value=-1)
+            self.buf = torch.zeros_like(p) if config.momentum > 0 else None
+        else:
+            self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)
+
+    def set_rates(self, lr, wd):
+        """Per-model (K,) learning rates and decays for the steps to come (one host
+        sync); a model with learning rate 0 is left alone."""
+        self.lr, self.wd = lr[:, None], wd[:, None]
+        self.decay = bool((wd > 0).any())
+        groups = {}
+        for j, (a, b) in enumerate(zip(lr.tolist(), wd.tolist())):
+            if a > 0:
+                groups.setdefault((a, b), []).append(j)
+        state = [self.buf] if self.config.optimizer == "sgd" else [self.m, self.v]
+        self.groups = [(a, b, [[t[j] for j in rows] for t in [self.p, self.g] + state
+                               if t is not None])
+                       for (a, b), rows in groups.items()]
+
+    def step(self):
+        self.t += 1
+        if self.fused:
+            self._fused_step()
+        elif self.config.optimizer == "sgd":
+            self._sgd_step()
+        else:
+            self._adam_step()
+
+    def _fused_step(self):
+        cfg = self.config
+        if cfg.optimizer == "sgd":
+            for lr, wd, (p, g, *buf) in self.groups:
+                torch._fused_sgd_(p, g, buf[0] if buf else [], weight_decay=wd, momentum=cfg.momentum, lr=lr,
+                                  dampening=0.0, nesterov=False, maximize=False,
+                                  is_first_step=self.t == 1)
+            return
+        self.step_count.add_(1)
+        kernel = torch._fused_adamw_ if cfg.optimizer == "adamw" else torch._fused_adam_
+        for lr, wd, (p, g, m, v) in self.groups:
+            kernel(p, g, m, v, [], [self.step_count] * len(p), amsgrad=False, lr=lr,
+                   beta1=self.b1, beta2=self.b2, weight_decay=wd, eps=self.eps,
+                   maximize=False)
+
+    def _sgd_step(self):
+        p, g, lr = self.p, self.g, self.lr
+        if self.decay:
+            g.addcmul_(p, self.wd)
+        if self.buf is not None:
+            if self.t == 1:
+                self.buf.copy_(g)
+            else:
+                self.buf.mul_(self.config.momentum).add_(g)
+            g = self.buf
+        p.addcmul_(g, lr, value=-1)
+
+    def _adam_step(self):
+        p, g, m, v, t = self.p, self.g, self.m, self.v, self.t
+        if self.decay:
+            if self.config.optimizer == "adamw":
+                p.mul_(1 - self.lr * self.wd)
+            else:
+                g.addcmul_(p, self.wd)
+        m.lerp_(g, 1 - self.b1)
+        v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        # p -= step * m / denom, step = lr / (1 - b1^t) per model, in place (lr 0: no step);
+        # the denominator is built in g's memory, which this step no longer needs
+        denom = torch.sqrt(v, out=g).div_(math.sqrt(1 - self.b2 ** t)).add_(self.eps)
+        p.addcdiv_(m, denom.div_(self.lr / (1 - self.b1 ** t)), value=-1)
 
 
 def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None,
@@ -350,44 +427,52 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     else:
         train_index = torch.as_tensor(train_index, device=dev)
         if train_index.ndim != 2 or train_index.shape[0] != k:
-            raise ValueError(f"train_index must have shape (K={k}, n), got {tuple(train_index.shape)}")
+            raise ValueError(f"train_index must have shape (K={k}, n), "
+                             f"got {tuple(train_index.shape)}")
         if train_index.min() < 0 or train_index.max() >= len(train):
             raise ValueError(f"train_index must index into the {len(train)} training examples")
         xs, ys, n = train.x.flatten(1)[train_index], train.y[train_index], train_index.shape[1]
     val_x = val.x.flatten(1)
     params = list(model.parameters())
-    states = [{} for _ in params]
+    flat, flat_grad, grad_views = _flatten(params)
+    opt = _Optimizer(flat, flat_grad, config, fused=FUSED)
     g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     active = torch.ones(k, dtype=torch.bool, device=dev)
     best = torch.full((k,), math.inf, device=dev)
     best_epoch = torch.zeros(k, dtype=torch.long, device=dev)
     bad = torch.zeros(k, dtype=torch.long, device=dev)
     diverged_at = torch.full((k,), -1, dtype=torch.long, device=dev)
-    best_params = [p.detach().clone() for p in params] if config.patience else None
+    best_flat = flat.clone() if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
-    curves, t, start = [], 0, time.perf_counter()
+    curves, start = [], time.perf_counter()
     for epoch in progress_bar(config):
         factor = config.lr_schedule(epoch) if config.lr_schedule else 1.0
         step_lr = lr * factor * active
+        opt.set_rates(step_lr, wd * active)
         model.train()
         order = torch.randperm(n, generator=g).to(dev)
-        for i in range(0, n, config.batch_size):
-            pos = order[i:i + config.batch_size]
-            x, y = (xs[:, pos], ys[:, pos]) if train_index is not None else (xs[pos], ys[pos])
-            if config.augment is not None:
-                x = config.augment(x, g)
-                if x.ndim == 3 and x.shape[0] != k:
-                    raise ValueError(f"augment returned shape {tuple(x.shape)}: a batch with one "
-                                     f"copy per model must have K={k} first, (K, N, features)")
-            per_model = _losses(model(x), y, loss)
-            if config.penalty is not None:
-                per_model = per_model + config.penalty(model)
-            grads = torch.autograd.grad(per_model.sum(), params)
-            t += 1
-            with torch.no_grad():
-                _step(params, states, grads, step_lr, wd * active, config, t)
-                if config.after_step is not None:
-                    config.after_step(model, step_lr)
+        # one gather per epoch; each batch is then a view (dim 1 when models have own data)
+        dim = 0 if train_index is None else 1
+        ex, ey = xs.index_select(dim, order), ys.index_select(dim, order)
+        with no_host_sync(dev):
+            for i in range(0, n, config.batch_size):
+                x = ex.narrow(dim, i, min(config.batch_size, n - i))
+                y = ey.narrow(dim, i, x.shape[dim])
+                if config.augment is not None:
+                    x = config.augment(x, g)
+                    if x.ndim == 3 and x.shape[0] != k:
+                        raise ValueError(f"augment returned shape {tuple(x.shape)}: a batch "
+                                         f"with one copy per model must have K={k} first, "
+                                         "(K, N, features)")
+                per_model = _losses(model(x), y, loss)
+                if config.penalty is not None:
+                    per_model = per_model + config.penalty(model)
+                grads = torch.autograd.grad(per_model.sum(), params)
+                with torch.no_grad():
+                    torch._foreach_copy_(grad_views, grads)
+                    opt.step()
+                    if config.after_step is not None:
+                        config.after_step(model, step_lr)
         tr = _evaluate(model, xs, ys, loss)
         va = _evaluate(model, val_x, val.y, loss)
         finite = torch.isfinite(tr[0])
@@ -417,8 +502,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         bad = torch.where(improved, 0, bad + active.long())
         if config.patience:
             with torch.no_grad():
-                for keep, p in zip(best_params, params):
-                    keep.copy_(torch.where(improved.view(-1, *[1] * (p.ndim - 1)), p, keep))
+                best_flat.copy_(torch.where(improved[:, None], flat, best_flat))
                 for keep, b in zip(best_buffers, model.buffers()):
                     if b.shape[:1] == (k,):
                         keep.copy_(torch.where(improved.view(-1, *[1] * (b.ndim - 1)), b, keep))
@@ -427,8 +511,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 break
     if config.patience and config.restore_best:
         with torch.no_grad():
-            for keep, p in zip(best_params, params):
-                p.copy_(keep)
+            flat.copy_(best_flat)
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
     return _history(curves, best_epoch, start, diverged_at, grid)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .runtime import generator
+from .runtime import generator, no_host_sync
 
 __all__ = ["FitConfig", "History", "DivergenceError", "fit", "evaluate", "loss_fn",
            "make_optimizer", "progress_bar"]
@@ -215,22 +215,24 @@ def fit(model, data, config=FitConfig()):
             group["lr"] = lr
         model.train()
         order = torch.randperm(len(train), generator=g).to(train.x.device)
-        for i in range(0, len(train), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            x, y = train.x[idx], train.y[idx]
-            if config.augment is not None:
-                x = config.augment(x, g)
-            batch_loss = loss(model(x), y)
-            if config.penalty is not None:
-                batch_loss = batch_loss + config.penalty(model)
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            opt.step()
-            if config.after_step is not None:
-                config.after_step(model, lr)
+        xs, ys = train.x[order], train.y[order]  # one gather per epoch; batches are views
+        with no_host_sync(train.x.device):
+            for i in range(0, len(train), config.batch_size):
+                x, y = xs[i:i + config.batch_size], ys[i:i + config.batch_size]
+                if config.augment is not None:
+                    x = config.augment(x, g)
+                batch_loss = loss(model(x), y)
+                if config.penalty is not None:
+                    batch_loss = batch_loss + config.penalty(model)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                opt.step()
+                if config.after_step is not None:
+                    config.after_step(model, lr)
         tr_loss, tr_acc = evaluate(model, train, loss)
         va_loss, va_acc = evaluate(model, val, loss) if len(val) else (tr_loss * math.nan, None)
-        values = [v.item() if v is not None else math.nan for v in (tr_loss, tr_acc, va_loss, va_acc)]
+        values = [v.item() if v is not None else math.nan
+                  for v in (tr_loss, tr_acc, va_loss, va_acc)]
         if not math.isfinite(values[0]):
             hist.seconds = time.perf_counter() - start
             raise DivergenceError(

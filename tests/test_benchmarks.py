@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("script,args", [
     ("fit_throughput.py", ["--epochs", "1", "--repeats", "1"]),
     ("sweep_throughput.py", ["--k", "3", "--epochs", "1", "--repeats", "1"]),
+    ("roofline.py", ["--k", "3", "--epochs", "1", "--repeats", "1"]),
 ])
-def test_benchmark_ends_with_ratio(script, args):
+def test_benchmark_ends_with_its_figure(script, args):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
                          capture_output=True, text=True, check=True, timeout=300).stdout
     last = out.strip().splitlines()[-1]
-    match = re.fullmatch(r"ratio: (\d+\.\d+)", last)
+    match = re.fullmatch(r"(?:ratio|peak_fraction): (\d+\.\d+)", last)
     assert match and float(match.group(1)) > 0, out

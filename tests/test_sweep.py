@@ -144,3 +144,21 @@ def test_grid_shapes_the_history_and_sel_picks_by_name(small_mnist1d):
         h.sel(weight_decay=0.5)
     with pytest.raises(ValueError, match="K=6"):
         sweep_fit(stack, small_mnist1d, CFG, grid=Grid(seed=[0, 1]))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_fused_and_plain_optimizer_steps_agree(small_mnist1d, optimizer, monkeypatch):
+    # the fused kernels (CPU, CUDA, MPS) and the tensor-operation fallback (other devices)
+    import labkit.sweep as sweep
+
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2)
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(sweep, "FUSED", fused)
+        stacked = StackedMLP(mlps(3))
+        runs.append((sweep_fit(stacked, small_mnist1d, cfg, lr=[3e-3, 1e-3, 3e-3],
+                               weight_decay=[0.0, 1e-2, 1e-2]), stacked))
+    (a, ma), (b, mb) = runs
+    np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,121 @@
+"""labkit's training loops against the machine's own limit: its float32 GEMM peak.
+
+One run measures the peak (square matmuls, and a batched matmul of the
+sweep's own shape), then times ``sweep_fit`` (K=16 models at once) and
+``fit`` (one model) on the benchmark MLP, and counts their floating-point work
+analytically. Only matrix products are counted (bias adds, activations, the
+loss and the optimizer are a few flops per weight, well under 1% here); the
+count is printed with its formula. ``--profile`` adds torch.profiler's top
+operators for the sweep.
+
+Last line: ``peak_fraction: X`` = the sweep's GFLOP/s / the measured peak.
+"""
+import argparse
+import math
+import time
+
+import torch
+
+from labkit.data import mnist1d
+from labkit.models import MLP
+from labkit.runtime import seed_all
+from labkit.sweep import StackedMLP, sweep_fit
+from labkit.train import FitConfig, fit
+
+WIDTHS = (40, 128, 128, 10)
+
+
+def best_seconds(f, repeats, inner=1):
+    f()  # warm-up: allocator, thread pool, first-call dispatch
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            f()
+        times.append((time.perf_counter() - t) / inner)
+    return min(times)
+
+
+def gemm_peak(repeats):
+    """The best float32 GEMM rate this process reaches, in GFLOP/s, and where."""
+    rates = {}
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        s = best_seconds(lambda: torch.mm(a, b, out=out), repeats, inner=max(1, 2048 // n))
+        rates[f"mm {n}x{n}"] = 2 * n ** 3 / s / 1e9
+    k, m, d = 16, 64, 128  # the sweep's hidden layer: (K, batch, 128) @ (K, 128, 128)
+    x, w, bias = torch.randn(k, m, d), torch.randn(k, d, d), torch.randn(k, 1, d)
+    s = best_seconds(lambda: torch.baddbmm(bias, x, w), repeats, inner=200)
+    rates["baddbmm 16x(64x128 @ 128x128)"] = 2 * k * m * d * d / s / 1e9
+    return rates
+
+
+def flops(k, epochs, n_train, n_eval):
+    """Matmul flops of ``epochs`` epochs of training on ``n_train`` examples and
+    evaluation on ``n_eval`` examples, for K models."""
+    layer = [2 * a * b for a, b in zip(WIDTHS, WIDTHS[1:])]  # per example, one layer forward
+    forward = sum(layer)
+    # backward: a weight gradient for every layer, an input gradient for all but the first
+    train = forward + sum(layer) + sum(layer[1:])
+    return k * epochs * (n_train * train + n_eval * forward), forward, train
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="print the sweep's top operators")
+    args = ap.parse_args()
+    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
+
+    rates = gemm_peak(args.repeats)
+    for name, r in rates.items():
+        print(f"GEMM {name:32s} {r:7.1f} GFLOP/s")
+    peak = max(rates.values())
+    print(f"peak (best of the above):              {peak:7.1f} GFLOP/s")
+
+    data = mnist1d(2000, 500, 100)
+    n_train, n_val = len(data.train), len(data.val)
+    cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, optimizer="adamw",
+                    weight_decay=1e-4, progress=False)
+    total, fwd, trn = flops(args.k, args.epochs, n_train, n_train + n_val)
+    print(f"MLP {'-'.join(map(str, WIDTHS))}: forward {fwd} flops/example, "
+          f"training step {trn} flops/example (forward + weight grads + input grads "
+          "but the first layer's)")
+    print(f"work = K x epochs x (n_train x {trn} + (n_train + n_val) x {fwd})")
+
+    def timed(train, build):
+        seed_all(0)
+        model = build()  # built outside the timed region
+        t = time.perf_counter()
+        train(model)
+        return time.perf_counter() - t
+
+    mlp = lambda: MLP(WIDTHS[0], list(WIDTHS[1:-1]), WIDTHS[-1])  # noqa: E731
+    sweep = lambda: timed(lambda m: sweep_fit(m, data, cfg),  # noqa: E731
+                          lambda: StackedMLP([mlp() for _ in range(args.k)]))
+    single = lambda: timed(lambda m: fit(m, data, cfg), mlp)  # noqa: E731
+
+    sweep(), single()  # warm-up
+    s_sweep, s_fit = math.inf, math.inf
+    for _ in range(args.repeats):  # interleaved, best of each
+        s_sweep, s_fit = min(s_sweep, sweep()), min(s_fit, single())
+    g_sweep, g_fit = total / s_sweep / 1e9, total / args.k / s_fit / 1e9
+    print(f"sweep_fit K={args.k}: {total / 1e9:.2f} GFLOP in {s_sweep:.3f} s = "
+          f"{g_sweep:.1f} GFLOP/s ({g_sweep / peak:.2f} of peak)")
+    print(f"fit (one model): {total / args.k / 1e9:.2f} GFLOP in {s_fit:.3f} s = "
+          f"{g_fit:.1f} GFLOP/s ({g_fit / peak:.2f} of peak)")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            sweep()
+        print(prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=28,
+            max_shapes_column_width=60))
+    print(f"peak_fraction: {g_sweep / peak:.2f}")
+
+
+if __name__ == "__main__":
+    main()
