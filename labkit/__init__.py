@@ -2,8 +2,9 @@
 
 Import what you use from its modules, e.g. ``from labkit.train import fit``.
 Modules: runtime (device, seeds and ``LABKIT_SEED``, profiles), data, models,
-train (``fit``), sweep (``Grid``, ``StackedMLP``, ``sweep_fit``), stats
-(``effect``: claims about a population of runs), plots, widgets, book (glue).
+train (``fit``), stacked (``StackedMLP``: K models as one), sweep (``Grid``,
+``sweep_fit``), stats (``effect``: claims about a population of runs), plots,
+widgets, book (glue).
 """
 
 __version__ = "0.2.0"

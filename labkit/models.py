@@ -1,7 +1,6 @@
 """Small models: an MLP and a CNN, each with optional dropout and batch norm."""
 import math
 
-import torch
 from torch import nn
 
 __all__ = ["MLP", "CNN", "check_dropout", "count_params"]

@@ -149,12 +149,12 @@ def test_grid_shapes_the_history_and_sel_picks_by_name(small_mnist1d):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_fused_and_plain_optimizer_steps_agree(small_mnist1d, optimizer, monkeypatch):
     # the fused kernels (CPU, CUDA, MPS) and the tensor-operation fallback (other devices)
-    import labkit.sweep as sweep
+    import labkit.stacked as stacked_module
 
     cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2)
     runs = []
     for fused in (True, False):
-        monkeypatch.setattr(sweep, "FUSED", fused)
+        monkeypatch.setattr(stacked_module, "FUSED", fused)
         stacked = StackedMLP(mlps(3))
         runs.append((sweep_fit(stacked, small_mnist1d, cfg, lr=[3e-3, 1e-3, 3e-3],
                                weight_decay=[0.0, 1e-2, 1e-2]), stacked))
