@@ -58,7 +58,7 @@ def test_fit_and_sweep_never_sync_per_step(data, strict, optimizer, kw):
               grid=Grid(lr=[1e-3, 3e-3], seed=[0, 1]))
 
 
-@pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 2e-2), ("adamw", 2e-2)])
+@pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 5e-3), ("adamw", 5e-3)])
 def test_sweep_matches_separate_fits_on_the_gpu(data, optimizer, rtol):
     cfg = dataclasses.replace(CFG, optimizer=optimizer)
     decays, lrs = [0.0, 1e-3, 3e-2], [cfg.lr, cfg.lr / 2, cfg.lr * 2]

@@ -22,7 +22,7 @@ def mlps(k, hidden=(32, 32), batchnorm=False, out=10, inp=40):
     return models
 
 
-@pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 2e-2), ("adamw", 2e-2)])
+@pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 5e-3), ("adamw", 5e-3)])
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_sweep_matches_separate_fits(small_mnist1d, optimizer, rtol, batchnorm):
     cfg = dataclasses.replace(CFG, optimizer=optimizer, lr=1e-2 if optimizer == "sgd" else 3e-3)
