@@ -13,10 +13,22 @@ same cross-document reference in a proper figure::
 
 The lab must display the glued figure (``glue(key, fig)``, the default
 ``display=True``), so the image file exists in the built site.
+
+myst-nb pastes PNG and JPEG figures across documents but not SVG, which labkit
+uses (sharp on any screen, shown at its design size); for an SVG it pastes the
+figure's text ("<Figure size ...>"). ``PasteLabFigureSvg`` runs just before
+myst-nb's paste and points the figure at the SVG file the lab page wrote, named
+as myst-nb names it (the SHA-256 of its bytes).
 """
+import hashlib
+import os
+from pathlib import Path
+
 from docutils import nodes
 from docutils.parsers.rst import directives
-from myst_nb.ext.glue.utils import PendingGlueReferenceError, create_pending_glue_ref
+from myst_nb.ext.glue.crossref import ReplacePendingGlueReferences, read_glue_cache
+from myst_nb.ext.glue.utils import (PendingGlueReference, PendingGlueReferenceError,
+                                    create_pending_glue_ref)
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
 
@@ -48,6 +60,32 @@ class LabFigure(SphinxDirective):
         return [figure]
 
 
+class PasteLabFigureSvg(SphinxPostTransform):
+    """Replace a lab-figure's pending glue reference to an SVG by the image itself."""
+
+    default_priority = ReplacePendingGlueReferences.default_priority - 1
+
+    def apply(self, **kwargs):
+        builder = self.app.builder
+        for ref in list(self.document.findall(PendingGlueReference)):
+            if "lab_alt" not in ref.parent:
+                continue
+            output = read_glue_cache(self.env.mystnb_config.output_folder, ref.refdoc)
+            svg = output.get(ref.key, {}).get("data", {}).get("image/svg+xml")
+            if svg is None:
+                continue  # not an SVG: myst-nb pastes it
+            if isinstance(svg, list):
+                svg = "".join(svg)
+            # the file name myst-nb's render_image gave it on the lab page
+            data = os.linesep.join(svg.splitlines()).encode("utf-8")
+            name = hashlib.sha256(data).hexdigest() + ".svg"
+            path = Path(builder.outdir, builder.imagedir, name)
+            uri = os.path.relpath(path, Path(builder.outdir, self.env.docname).parent)
+            image = nodes.image(uri=Path(uri).as_posix())
+            image["candidates"] = {"*": image["uri"]}
+            ref.replace_self(image)
+
+
 class SetLabFigureAlt(SphinxPostTransform):
     """After myst-nb has replaced the glue reference by an image, give it its alt text."""
 
@@ -62,5 +100,6 @@ class SetLabFigureAlt(SphinxPostTransform):
 
 def setup(app):
     app.add_directive("lab-figure", LabFigure)
+    app.add_post_transform(PasteLabFigureSvg)
     app.add_post_transform(SetLabFigureAlt)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

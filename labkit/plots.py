@@ -1,14 +1,59 @@
-"""Plots the labs share: learning curves and mean ± std bands."""
+"""Plots the labs share: the figure style, learning curves and mean ± std bands.
+
+Importing this module sets the course's figure style (``STYLE``) and, in a
+Jupyter kernel, shows figures as SVG. An SVG is sharp on any screen, and a
+browser gives it its design size at 96 CSS px per inch; a figure at most
+``COLUMN_WIDTH`` inches wide therefore shows on the site at full size, not
+shrunk into the content column (672 CSS px at 1280 px wide).
+"""
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["learning_curves", "band", "new_figure"]
+__all__ = ["COLUMN_WIDTH", "STYLE", "learning_curves", "band", "new_figure"]
+
+# Inches. The site's content column is 672 CSS px = 7 in; IPython saves figures with a
+# tight bounding box that may add up to about 0.1 in, hence the margin.
+COLUMN_WIDTH = 6.8
+
+STYLE = {
+    "font.size": 11,  # axis labels; at design size 11 pt is 14.7 CSS px
+    "xtick.labelsize": "small",
+    "ytick.labelsize": "small",
+    "legend.fontsize": "small",  # a legend is never smaller than the tick labels
+    "legend.title_fontsize": "small",
+    "svg.fonttype": "path",  # text as outlines: the same glyphs without the fonts
+    "svg.hashsalt": "labkit",  # stable element ids: the same figure gives the same file
+}
+plt.rcParams.update(STYLE)
 
 
-def new_figure(ncols=1, width=4.5, height=3.2):
-    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False,
-                             layout="constrained")
-    return fig, axes[0]
+def _inline_svg():
+    """In IPython, show figures as SVG (without a date, so reruns give identical files)."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("svg", metadata={"Date": None})
+
+
+_inline_svg()
+
+
+def new_figure(ncols=1, width=4.5, height=3.2, nrows=1):
+    """A figure of ``nrows`` x ``ncols`` panels, each ``width`` x ``height`` inches.
+
+    Returns ``(fig, axes)`` with the axes flat, row by row. The figure must fit the
+    site's content column: ``ncols * width <= COLUMN_WIDTH``.
+    """
+    if ncols * width > COLUMN_WIDTH + 1e-9:
+        raise ValueError(f"{ncols} panels of {width} in are {ncols * width:.1f} in wide; "
+                         f"the content column holds {COLUMN_WIDTH} in (use nrows or a "
+                         "smaller width)")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                             squeeze=False, layout="constrained")
+    return fig, axes.ravel()
 
 
 def learning_curves(histories, metric="loss", ax=None, title=None):

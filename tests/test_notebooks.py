@@ -46,7 +46,8 @@ def _key_pattern(node):
 
 
 def glued_key_patterns(lab):
-    """Regexes for every key a lab glues: glue_numbers(key=...), glue_numbers(**{f"..": ..}),
+    """Regexes for every key a lab glues: glue_numbers(key=...) or glue_text(key=...),
+    glue_numbers(**{f"..": ..}),
     glue_figure("key", fig) and explore(..., glue_key="key")."""
     source = "\n".join(c.source for c in read(ROOT / "labs" / lab).cells if c.cell_type == "code")
     patterns = []
@@ -54,7 +55,7 @@ def glued_key_patterns(lab):
         if not isinstance(node, ast.Call):
             continue
         name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-        if name == "glue_numbers":
+        if name in ("glue_numbers", "glue_text"):
             for kw in node.keywords:
                 if kw.arg is not None:
                     patterns.append(re.escape(kw.arg))
@@ -115,3 +116,14 @@ def test_lab_gives_the_same_numbers_twice(monkeypatch):
     lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "01_overfitting.ipynb")
     first, second = glued_values(lab), glued_values(lab)
     assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)
+
+
+MAX_LINE = 88  # the lab pages show this many characters of code without scrolling
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_code_lines_fit_the_page(lab):
+    long = [f"cell {i}: {line}" for i, cell in enumerate(read(lab).cells)
+            if cell.cell_type == "code"
+            for line in cell.source.splitlines() if len(line) > MAX_LINE]
+    assert not long, f"{lab.name}: lines over {MAX_LINE} characters:\n" + "\n".join(long)

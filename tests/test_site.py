@@ -164,3 +164,128 @@ def test_search_finds_pages(term, expected, server, browser):
     hits = tab.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")
     assert any(expected in h for h in hits), hits
     tab.close()
+
+
+CHAPTER_PAGES = [p for p in PAGES if p.startswith("chapters/")]
+FIGURE_PAGES = [p for p in PAGES if p.startswith(("chapters/", "labs/"))]
+
+
+def test_phone_menu_opens_and_follows_a_link(server, browser):
+    # pydata-sphinx-theme 0.17 with sphinx-book-theme 1.3 rendered a second, hidden
+    # menu button and bound the drawer to it: the visible one only showed a tooltip.
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                              has_touch=True, device_scale_factor=3)
+    tab = ctx.new_page()
+    tab.goto(f"{server}/intro.html", wait_until="load")
+    toggles = [t for t in tab.query_selector_all(".primary-toggle") if t.is_visible()]
+    assert len(toggles) == 1, f"{len(toggles)} visible menu buttons"
+    drawer = tab.locator("#pst-primary-sidebar-modal")
+    assert not drawer.is_visible()
+    toggles[0].tap()
+    drawer.wait_for(state="visible", timeout=5000)
+    assert tab.evaluate("document.querySelector('#pst-primary-sidebar-modal').open")
+    box = drawer.bounding_box()
+    assert box and box["width"] > 200 and box["x"] < 390, box
+    link = drawer.locator('a[href="chapters/06_dropout.html"]')
+    assert link.count() == 1, "the drawer has no link to chapter 6"
+    link.tap()
+    tab.wait_for_url("**/chapters/06_dropout.html", timeout=10000)
+    assert "Dropout" in tab.locator("h1").first.inner_text()
+    ctx.close()
+
+
+def test_desktop_menu_button_hides_the_sidebar(server, browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = ctx.new_page()
+    tab.goto(f"{server}/chapters/01_overfitting.html", wait_until="load")
+    sidebar = tab.locator("#pst-primary-sidebar")
+    assert sidebar.is_visible()
+    toggles = [t for t in tab.query_selector_all(".primary-toggle") if t.is_visible()]
+    assert len(toggles) == 1, f"{len(toggles)} visible menu buttons"
+    toggles[0].click()
+    tab.wait_for_function(
+        "() => document.querySelector('#pst-primary-sidebar').classList"
+        ".contains('pst-sidebar-hidden')", timeout=5000)
+    assert not tab.evaluate("document.querySelector('#pst-primary-sidebar-modal').open")
+    ctx.close()
+
+
+@pytest.mark.parametrize("page", FIGURE_PAGES)
+def test_figures_sharp_and_not_shrunk(page, server, browser):
+    """On a 1280 px desktop every figure shows at >= 80% of its design width, sharply.
+
+    The design width is the image's width in CSS px as the browser takes it from the
+    file: for an SVG the width of its root element (matplotlib writes points, 1 pt =
+    4/3 CSS px), which is what naturalWidth reports; for a PNG its width attribute
+    if it has one, else its pixel width. Sharp means an SVG, or a PNG with at least
+    1.5 image pixels per CSS px of its design width (150 dpi and more).
+    """
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = ctx.new_page()
+    tab.goto(f"{server}/{page}", wait_until="load")
+    images = tab.evaluate("""[...document.querySelectorAll('main article img')].map(i => ({
+        src: i.getAttribute('src'), natural: i.naturalWidth,
+        attr: parseFloat(i.getAttribute('width')) || null,
+        shown: i.getBoundingClientRect().width}))""")
+    ctx.close()
+    for img in images:
+        svg = img["src"].lower().endswith(".svg")
+        design = img["natural"] if svg or not img["attr"] else img["attr"]
+        assert design > 0, f"{page}: {img['src']} has no width"
+        assert img["shown"] >= 0.8 * design, \
+            f"{page}: {img['src']} shown {img['shown']:.0f} px of its {design:.0f} px"
+        assert svg or img["natural"] >= 1.5 * design, \
+            f"{page}: {img['src']} is a {img['natural']} px bitmap shown {design:.0f} px wide"
+
+
+def article_title(html):
+    """The page's title as the article shows it (the theme's print-only copy comes first)."""
+    h1 = re.search(r"<article.*?<h1[^>]*>(.*?)</h1>", html, re.S).group(1)
+    return re.sub(r"<[^>]+>", "", h1).replace("#", "").strip()
+
+
+@pytest.mark.parametrize("page", CHAPTER_PAGES)
+def test_chapter_numbers_and_figure_numbers(page):
+    """Chapter N's title reads "N. Title" once, and its figures are Fig. N.1, N.2, ..."""
+    number = int(re.match(r"chapters/(\d+)_", page).group(1))
+    html = (SITE / page).read_text(encoding="utf-8")
+    assert re.match(rf"{number}\. [A-Z]", article_title(html)), \
+        f"{page}: title {article_title(html)!r}"
+    figures = re.findall(r'<span class="caption-number">Fig\. ([\d.]+) </span>', html)
+    assert figures, f"{page}: no numbered figure"
+    assert figures == [f"{number}.{k}" for k in range(1, len(figures) + 1)], figures
+
+
+def test_lab_titles_have_no_section_number():
+    for page in (p for p in PAGES if p.startswith("labs/")):
+        html = (SITE / page).read_text(encoding="utf-8")
+        assert article_title(html).startswith("Lab "), f"{page}: {article_title(html)!r}"
+
+
+def test_status_page_in_words(server, browser):
+    tab = browser.new_page()
+    tab.goto(f"{server}/status.html", wait_until="load")
+    headers = tab.eval_on_selector_all("main table th", "ths => ths.map(t => t.innerText.trim())")
+    rows = tab.eval_on_selector_all("main table tbody tr", """trs => trs.map(tr =>
+        [...tr.querySelectorAll('td')].map(td => td.innerText.trim()))""")
+    links = tab.eval_on_selector_all("main table tbody tr a", "as => as.map(a => a.href)")
+    text = tab.inner_text("main")
+    tab.close()
+    assert headers == ["Lab", "Last run", "Run time (s)", "Status"], headers
+    labs = sorted(p.name for p in (ROOT / "labs").glob("*.ipynb"))
+    assert len(rows) == len(labs) == len(links), rows
+    assert all(row[0].startswith("Lab ") and row[-1] == "ok" for row in rows), rows
+    assert not re.search("[\u2705\u274c]", text), "emoji in the status page"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("labs/")])
+def test_lab_code_does_not_scroll_sideways(page, server, browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = ctx.new_page()
+    tab.goto(f"{server}/{page}", wait_until="load")
+    blocks = tab.evaluate("""[...document.querySelectorAll('.cell_input pre')].map(p => ({
+        first: p.innerText.split('\\n')[0], scroll: p.scrollWidth, width: p.clientWidth}))""")
+    ctx.close()
+    assert blocks, f"{page}: no code cells"
+    wide = [b for b in blocks if b["scroll"] > b["width"]]
+    assert not wide, f"{page}: code scrolls sideways: {wide}"

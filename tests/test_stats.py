@@ -47,3 +47,14 @@ def test_glue_numbers_takes_only_single_numbers():
 
     with pytest.raises(ValueError, match="one number"):
         glue_numbers(curve=np.arange(3))
+
+
+def test_power_of_ten_writes_prose_numbers():
+    from labkit.book import glue_text, power_of_ten
+
+    assert power_of_ten(3.04e-8) == "3.0 × 10⁻⁸"
+    assert power_of_ten(1.44e-6, digits=3) == "1.44 × 10⁻⁶"
+    assert power_of_ten(2.5e12) == "2.5 × 10¹²"
+    assert power_of_ten(0.0) == "0"
+    with pytest.raises(ValueError, match="string"):
+        glue_text(gap=1e-8)
