@@ -283,9 +283,11 @@ def test_lab_code_does_not_scroll_sideways(page, server, browser):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = ctx.new_page()
     tab.goto(f"{server}/{page}", wait_until="load")
-    blocks = tab.evaluate("""[...document.querySelectorAll('.cell_input pre')].map(p => ({
-        first: p.innerText.split('\\n')[0], scroll: p.scrollWidth, width: p.clientWidth}))""")
+    # code (lines of at most 88 characters) and printed output (wrapped by labs.css)
+    blocks = tab.evaluate("""[...document.querySelectorAll('.cell_input pre, .cell_output pre')]
+        .map(p => ({first: p.innerText.split('\\n')[0], scroll: p.scrollWidth,
+                    width: p.clientWidth}))""")
     ctx.close()
     assert blocks, f"{page}: no code cells"
     wide = [b for b in blocks if b["scroll"] > b["width"]]
-    assert not wide, f"{page}: code scrolls sideways: {wide}"
+    assert not wide, f"{page}: code or output scrolls sideways: {wide}"

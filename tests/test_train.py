@@ -1,3 +1,4 @@
+import copy
 import dataclasses
 
 import pytest
@@ -112,3 +113,30 @@ def test_fit_without_validation_monitors_training_loss(small_mnist1d):
             dataclasses.replace(CFG, epochs=4, patience=2))
     assert all(v != v for v in h.val_loss)  # NaN: nothing to measure
     assert h.best_epoch == h.train_loss.index(min(h.train_loss))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_fused_optimizer_equals_torch_optim(optimizer):
+    # fit's optimizer calls the fused kernels directly: the weights must be identical,
+    # step after step, to torch.optim's with fused=True (with decay, momentum, and a
+    # parameter that gets no gradient)
+    from labkit.train import FusedOptimizer
+
+    cfg = FitConfig(optimizer=optimizer, lr=3e-3, weight_decay=1e-2)
+    torch.manual_seed(0)
+    a = MLP(40, [32, 32], 10)
+    a.register_parameter("unused", torch.nn.Parameter(torch.ones(3)))
+    b = copy.deepcopy(a)
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    extra = {"momentum": cfg.momentum} if optimizer == "sgd" else {}
+    ref = kind[optimizer](a.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True,
+                          **extra)
+    ours = FusedOptimizer(b.parameters(), cfg)
+    for step in range(5):
+        x, y = torch.randn(16, 40), torch.randint(0, 10, (16,))
+        for model, opt in ((a, ref), (b, ours)):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q), f"step {step}: {optimizer} weights differ"
