@@ -6,9 +6,7 @@ can rerun any lab on fresh seeds with ``LABKIT_SEED=7``. The data builders,
 ``fit``, ``sweep_fit`` and ``StackedMLP.from_seeds`` all take local seeds.
 """
 import contextlib
-import ctypes
 import os
-import platform
 import random
 
 import numpy as np
@@ -19,32 +17,6 @@ __all__ = ["PROFILES", "profile", "pick", "device", "seed_base", "seed", "seeds"
 
 PROFILES = ("ci", "default", "full")
 
-
-def keep_freed_memory():
-    """Let glibc's malloc keep freed blocks for reuse instead of returning them to the OS.
-
-    A training step allocates the same activation and gradient tensors again
-    and again. With glibc's defaults, blocks of a few hundred KB are unmapped
-    when freed and mapped again at the next step, and every fresh page faults:
-    on 2 cores this cost about 15% of a sweep's time (``benchmarks/roofline.py``).
-    This is what jemalloc or tcmalloc, which PyTorch's CPU tuning guides
-    recommend, do anyway. It runs once, at import, on Linux with glibc only;
-    ``LABKIT_MALLOPT=0`` keeps the defaults. Returns whether it applied.
-    """
-    if os.environ.get("LABKIT_MALLOPT", "1").strip() == "0" or platform.system() != "Linux":
-        return False
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return False
-        libc = ctypes.CDLL("libc.so.6")
-    except (OSError, ValueError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and
-                libc.mallopt(m_trim_threshold, 256 << 20))
-
-
-MALLOPT = keep_freed_memory()
 # Local seeds run from 0 to STRIDE - 1; base b uses b * STRIDE + local, so bases never overlap.
 STRIDE = 100_000
 MAX_BASE = (2**32 - 1) // STRIDE - 1    # NumPy's legacy seeding takes at most 2**32 - 1

@@ -6,19 +6,19 @@ dropout rate and masks and its own batch-norm statistics. The K losses are
 summed, so each model's gradient is exactly its own.
 
 Why not ``torch.func``? Measured on 2 CPU cores (forward and backward of K=16
-MLPs 40-128-128-10, batch 64; ``benchmarks/vmap_vs_stacked.py``),
-``vmap(functional_call)`` over ``stack_module_state`` took 1.2-1.3x as long a
-step as this module without batch norm (2.53 vs 2.07 ms; 2.66 vs 2.01 ms in a
-second run), 1.03-1.15x with it, and 1.7-1.9x with dropout
-(``randomness="different"``).
+MLPs 40-128-128-10, batch 64; ``benchmarks/vmap_vs_stacked.py``, best of 5,
+two runs on 2026-11-24), ``vmap(functional_call)`` over ``stack_module_state``
+took 1.3-1.4x as long a step as this module without batch norm, 0.9-1.1x with
+it, and 1.7-2.0x with dropout (``randomness="different"``).
 
 The optimizer: ``torch.optim`` takes one learning rate and weight decay per
 parameter group, and stepping K x (layers) stacked tensors one operation at a
-time was a sixth of a sweep's time. ``flatten`` puts all parameters in one
-(K, P) buffer whose row k is model k, and ``Optimizer`` runs the fused kernels
-that ``torch.optim`` itself runs with ``fused=True`` (as ``fit`` does) on the rows
-of each group of models sharing a learning rate and weight decay
-(``tests/test_sweep.py`` checks against separate ``fit`` runs).
+time was a sixth of a sweep's time (580 us a step for K=16, against 123 us
+fused). ``flatten`` puts all parameters in one (K, P) buffer whose row k is
+model k, and ``Optimizer`` runs the fused kernels that ``torch.optim`` itself
+runs with ``fused=True`` (as ``fit`` does) on the rows of each group of models
+sharing a learning rate and weight decay (``tests/test_sweep.py`` checks against
+separate ``fit`` runs).
 """
 import math
 
