@@ -8,8 +8,8 @@ The number of epochs is calibrated so that labkit's side runs for at least
 sides are timed in turn, ``--repeats`` times each, best of each kept.
 Last line: ``ratio: X`` = DataLoader seconds / labkit seconds (higher is better).
 """
-import math
 import argparse
+import math
 import time
 
 import torch

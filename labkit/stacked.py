@@ -27,6 +27,7 @@ from torch import nn
 
 from .models import MLP, check_dropout
 from .runtime import seed_all
+from .train import ADAM_BETAS, ADAM_EPS, fused_update
 
 __all__ = ["StackedMLP", "flatten", "Optimizer"]
 
@@ -175,7 +176,7 @@ class Optimizer:
     Elsewhere it applies the same update rules with tensor operations.
     """
 
-    b1, b2, eps = 0.9, 0.999, 1e-8
+    (b1, b2), eps = ADAM_BETAS, ADAM_EPS
 
     def __init__(self, p, g, config, fused=None):
         self.p, self.g, self.config, self.t = p, g, config, 0
@@ -210,31 +211,17 @@ class Optimizer:
             self._adam_step()
 
     def _fused_step(self):
-        cfg = self.config
-        if cfg.optimizer == "sgd":
-            for lr, wd, (p, g, *buf) in self.groups:
-                torch._fused_sgd_(p, g, buf[0] if buf else [], weight_decay=wd,
-                                  momentum=cfg.momentum, lr=lr,
-                                  dampening=0.0, nesterov=False, maximize=False,
-                                  is_first_step=self.t == 1)
-            return
-        self.step_count.add_(1)
-        kernel = torch._fused_adamw_ if cfg.optimizer == "adamw" else torch._fused_adam_
-        for lr, wd, (p, g, m, v) in self.groups:
-            kernel(p, g, m, v, [], [self.step_count] * len(p), amsgrad=False, lr=lr,
-                   beta1=self.b1, beta2=self.b2, weight_decay=wd, eps=self.eps,
-                   maximize=False)
+        if self.config.optimizer != "sgd":
+            self.step_count.add_(1)
+        for lr, wd, (p, g, *state) in self.groups:
+            fused_update(self.config, p, g, state or [[]], lr, wd, self.step_count)
 
     def _sgd_step(self):
         p, g, lr = self.p, self.g, self.lr
         if self.decay:
             g.addcmul_(p, self.wd)
-        if self.buf is not None:
-            if self.t == 1:
-                self.buf.copy_(g)
-            else:
-                self.buf.mul_(self.config.momentum).add_(g)
-            g = self.buf
+        if self.buf is not None:  # from zero: momentum * 0 + g = g exactly on the first step
+            g = self.buf.mul_(self.config.momentum).add_(g)
         p.addcmul_(g, lr, value=-1)
 
     def _adam_step(self):

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .runtime import generator, no_host_sync
 
 __all__ = ["FitConfig", "History", "DivergenceError", "fit", "evaluate", "loss_fn",
-           "FusedOptimizer", "make_optimizer", "progress_bar"]
+           "FusedOptimizer", "fused_update", "make_optimizer", "progress_bar"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -132,6 +132,29 @@ def score(config, train_metrics, val_metrics):
     return -acc if config.monitor == "val_acc" else loss
 
 
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim's defaults
+
+
+def fused_update(config, params, grads, state, lr, weight_decay, step_count=None):
+    """One step of the kernel ``torch.optim`` runs with ``fused=True`` for
+    ``config.optimizer``, on lists of tensors that share ``lr`` and ``weight_decay``.
+
+    ``state`` is ``[momentum buffers]`` for SGD (an empty list without momentum)
+    or ``[exp_avgs, exp_avg_sqs]`` for Adam and AdamW, whose ``step_count`` (a
+    0-d tensor) the caller has already advanced. Momentum buffers start at zero:
+    ``momentum * 0 + g = g`` exactly, which is ``torch.optim``'s first step.
+    """
+    if config.optimizer == "sgd":
+        torch._fused_sgd_(params, grads, state[0], weight_decay=weight_decay,
+                          momentum=config.momentum, lr=lr, dampening=0.0, nesterov=False,
+                          maximize=False, is_first_step=False)
+        return
+    kernel = torch._fused_adamw_ if config.optimizer == "adamw" else torch._fused_adam_
+    kernel(params, grads, *state, [], [step_count] * len(params), amsgrad=False, lr=lr,
+           beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=weight_decay,
+           eps=ADAM_EPS, maximize=False)
+
+
 class FusedOptimizer:
     """SGD (with momentum), Adam or AdamW through the kernels ``torch.optim`` runs with
     ``fused=True``, called directly.
@@ -147,8 +170,8 @@ class FusedOptimizer:
         self.params = [p for p in params if p.requires_grad]
         self.config = config
         self.param_groups = [{"lr": config.lr}]
-        if config.optimizer == "sgd":
-            # zeros: momentum * 0 + g = g exactly, which is torch.optim's first step
+        self.step_count = None
+        if config.optimizer == "sgd":  # zero buffers: see fused_update
             self.state = [[torch.zeros_like(p) for p in self.params]] \
                 if config.momentum > 0 else [[]]
         else:
@@ -167,17 +190,10 @@ class FusedOptimizer:
             state = [[s[i] for i in keep] if s else s for s in self.state]
         else:
             params, state = self.params, self.state
-        grads = [p.grad for p in params]
-        if cfg.optimizer == "sgd":
-            torch._fused_sgd_(params, grads, state[0], weight_decay=cfg.weight_decay,
-                              momentum=cfg.momentum, lr=lr, dampening=0.0, nesterov=False,
-                              maximize=False, is_first_step=False)
-            return
-        self.step_count.add_(1)
-        kernel = torch._fused_adamw_ if cfg.optimizer == "adamw" else torch._fused_adam_
-        kernel(params, grads, *state, [], [self.step_count] * len(params), amsgrad=False,
-               lr=lr, beta1=0.9, beta2=0.999, weight_decay=cfg.weight_decay, eps=1e-8,
-               maximize=False)
+        if cfg.optimizer != "sgd":
+            self.step_count.add_(1)
+        fused_update(cfg, params, [p.grad for p in params], state, lr, cfg.weight_decay,
+                     self.step_count)
 
 
 def make_optimizer(model, config):
