@@ -127,9 +127,21 @@ class SweepHistory:
                             grid=Grid(**axes) if axes else None)
 
 
+def _own_batch(x, k, hook):
+    if x.ndim == 3 and x.shape[0] != k:
+        raise ValueError(f"{hook} returned shape {tuple(x.shape)}: a batch with one copy "
+                         f"per model must have K={k} first, (K, N, features)")
+    return x
+
+
 def _losses(out, y, loss):
-    """Per-model mean loss: out (K, N, C|1), y (N,) shared or (K, N)."""
+    """Per-model mean loss: out (K, N, C|1); y (N,) shared or (K, N), or class
+    probabilities (N, C) shared or (K, N, C)."""
     k, n = out.shape[:2]
+    if loss is F.cross_entropy and y.is_floating_point():  # soft targets
+        y = y.expand(k, *y.shape) if y.ndim == 2 else y
+        # -sum_c y_c log softmax(out)_c = logsumexp(out) sum_c y_c - sum_c y_c out_c
+        return (torch.logsumexp(out, -1) * y.sum(-1) - (y * out).sum(-1)).mean(1)
     if y.ndim == (1 if loss is F.cross_entropy else 2):  # shared by all models
         y = y.expand(k, *y.shape)
     if loss is F.cross_entropy:
@@ -166,12 +178,14 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     ``train_index`` (K, n) picks each model's own
     training examples from ``data.train`` (e.g. bootstrap resamples). Early
     stopping (``config.patience``) freezes each model on its own and restores
-    its best weights. ``penalty``/``after_step``/``lr_schedule``/``augment``
-    from the config apply as in ``fit``, except that ``penalty(model)`` returns
+    its best weights. ``penalty``, ``after_step``, ``lr_schedule``, ``augment``
+    and ``transform`` from the config apply as in ``fit``, except that
+    ``penalty(model)`` returns
     one value per model, ``after_step(model, lr)`` receives the (K,) tensor
     of per-model learning rates, and ``augment`` may return a ``(K, N, d)``
     batch to give each model its own transformed copy (e.g. its own random
-    draws: ``augment(x.expand(K, -1, -1), generator)``).
+    draws: ``augment(x.expand(K, -1, -1), generator)``); ``transform`` may
+    likewise return ``(K, N, d)`` inputs and ``(K, N, C)`` soft targets.
 
     A model whose training loss becomes non-finite stops training (the others
     go on), with a warning; ``history.diverged_at`` records when. If every
@@ -231,11 +245,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 x = ex.narrow(dim, i, min(config.batch_size, n - i))
                 y = ey.narrow(dim, i, x.shape[dim])
                 if config.augment is not None:
-                    x = config.augment(x, g)
-                    if x.ndim == 3 and x.shape[0] != k:
-                        raise ValueError(f"augment returned shape {tuple(x.shape)}: a batch "
-                                         f"with one copy per model must have K={k} first, "
-                                         "(K, N, features)")
+                    x = _own_batch(config.augment(x, g), k, "augment")
+                if config.transform is not None:
+                    x, y = config.transform(x, y, g)
+                    x = _own_batch(x, k, "transform")
                 per_model = _losses(model(x), y, loss)
                 if config.penalty is not None:
                     per_model = per_model + config.penalty(model)

@@ -28,6 +28,9 @@ class FitConfig:
     penalty:    ``penalty(model) -> scalar`` added to each batch's loss (e.g. an L1 term).
     after_step: ``after_step(model, lr)`` run after every optimizer step (e.g. a proximal step).
     augment:    ``augment(x, generator) -> x`` applied to every training batch.
+    transform:  ``transform(x, y, generator) -> (x, y)`` applied to every training batch
+                after ``augment``; it may return ``y`` as class probabilities, shape
+                ``(N, C)``, for soft targets (label smoothing, mixup).
     lr_schedule: ``lr_schedule(epoch) -> factor``; the learning rate of epoch ``e`` is
                 ``lr * lr_schedule(e)``.
     monitor:    what "better" means for ``best_epoch`` and early stopping: a lower
@@ -52,6 +55,7 @@ class FitConfig:
     penalty: Callable[[nn.Module], torch.Tensor] | None = None
     after_step: Callable[[nn.Module, float], None] | None = None
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    transform: Callable | None = None
     seed: int = 0
     progress: bool = True
     desc: str = "fit"
@@ -286,6 +290,8 @@ def fit(model, data, config=FitConfig()):
                 x, y = xs[i:i + config.batch_size], ys[i:i + config.batch_size]
                 if config.augment is not None:
                     x = config.augment(x, g)
+                if config.transform is not None:
+                    x, y = config.transform(x, y, g)
                 batch_loss = loss(model(x), y)
                 if config.penalty is not None:
                     batch_loss = batch_loss + config.penalty(model)

@@ -110,6 +110,34 @@ def test_augment_may_give_each_model_its_own_batch(small_mnist1d):
     assert not np.allclose(sh.train_loss[:, 0], sh.train_loss[:, 1])
 
 
+def test_transform_gives_soft_targets_per_model(small_mnist1d):
+    # transform may return (K, N, C) class probabilities: model k trains on its own
+    # smoothed labels, as a separate fit with that smoothing (F.cross_entropy's) does.
+    eps = [0.0, 0.1, 0.3]
+
+    def smooth(y, e):
+        return torch.nn.functional.one_hot(y, 10).float() * (1 - e) + e / 10
+
+    per_model = lambda x, y, g: (x, torch.stack([smooth(y, e) for e in eps]))
+    cfg = dataclasses.replace(CFG, optimizer="sgd", transform=per_model)
+    sh = sweep_fit(StackedMLP(mlps(3)), small_mnist1d, cfg)
+    for k, model in enumerate(mlps(3)):
+        h = fit(model, small_mnist1d, dataclasses.replace(
+            cfg, transform=lambda x, y, g, e=eps[k]: (x, smooth(y, e))))
+        np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=1e-4)
+    assert not np.allclose(sh.train_loss[:, 0], sh.train_loss[:, 2])
+
+
+def test_soft_one_hot_targets_train_as_hard_labels(small_mnist1d):
+    one_hot = lambda x, y, g: (x, torch.nn.functional.one_hot(y, 10).float())
+    cfg = dataclasses.replace(CFG, optimizer="sgd")
+    hard = fit(mlps(1)[0], small_mnist1d, cfg)
+    soft = fit(mlps(1)[0], small_mnist1d, dataclasses.replace(cfg, transform=one_hot))
+    np.testing.assert_allclose(soft.train_loss, hard.train_loss, rtol=1e-4)
+    shared = sweep_fit(StackedMLP(mlps(2)), small_mnist1d, dataclasses.replace(cfg, transform=one_hot))
+    np.testing.assert_allclose(shared.train_loss[:, 0], hard.train_loss, rtol=1e-4)
+
+
 def test_from_seeds_stacks_the_models_a_seeded_loop_builds():
     stacked = StackedMLP.from_seeds(lambda: MLP(40, [32, 32], 10), [3, 0, 3], dropout=[0.0, 0.1, 0.2])
     for j, seed in enumerate([3, 0, 3]):
