@@ -11,7 +11,7 @@ import torch
 
 from .runtime import device as default_device, generator, seed as actual_seed
 
-__all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "digits", "regression",
+__all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "mnist1d_published", "digits", "regression",
            "cifar10", "flip_labels", "resample"]
 
 
@@ -89,6 +89,28 @@ def mnist1d(n_train=4000, n_val=1000, n_test=1000, seed=0, device=None):
     x = np.concatenate([d["x"], d["x_test"]])
     y = np.concatenate([d["y"], d["y_test"]])
     return from_arrays(x, y, n_train, n_val, n_test, seed, num_classes=10, device=device)
+
+
+def mnist1d_published(n_val=500, seed=0, device=None):
+    """MNIST-1D's published split (Greydanus & Kobak): the 4,000 training and 1,000
+    test signals of ``make_dataset(get_dataset_args())``, the split the paper's
+    baselines were measured on.
+
+    The data never changes with ``LABKIT_SEED``: the test split is the paper's.
+    Validation is ``n_val`` signals drawn out of the 4,000 with local seed ``seed``
+    (which ``LABKIT_SEED`` shifts); training is the rest.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    if not isinstance(n_val, int) or not 0 < n_val < 4000:
+        raise ValueError(f"n_val must be an int in (0, 4000), got {n_val!r}")
+    d = make_dataset(get_dataset_args())
+    x, y = torch.as_tensor(d["x"]).float(), torch.as_tensor(d["y"]).long()
+    order = torch.randperm(len(x), generator=generator(seed))
+    train, val = order[n_val:], order[:n_val]
+    test = Split(torch.as_tensor(d["x_test"]).float(), torch.as_tensor(d["y_test"]).long())
+    return Dataset(Split(x[train], y[train]), Split(x[val], y[val]), test,
+                   num_classes=10).to(device or default_device())
 
 
 def digits(n_train=1000, n_val=397, n_test=400, seed=0, image=False, device=None):

@@ -82,3 +82,25 @@ def test_cifar10_reads_python_batches(tmp_path):
     first = torch.tensor(raw[b"data"][0], dtype=torch.float32).view(3, 32, 32) / 255
     assert torch.allclose(d.test.x[0].cpu(), first)
     assert d.test.y.tolist() == list(raw[b"labels"])
+
+
+def test_mnist1d_published_is_the_papers_split_whatever_the_seed(monkeypatch):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    from labkit.data import mnist1d_published
+
+    ref = make_dataset(get_dataset_args())
+    d = mnist1d_published(n_val=500)
+    assert (len(d.train), len(d.val), len(d.test)) == (3500, 500, 1000)
+    assert torch.equal(d.test.x, torch.as_tensor(ref["x_test"]).float())
+    assert torch.equal(d.test.y, torch.as_tensor(ref["y_test"]))
+    # train + val is the published training set, each signal once
+    pooled = torch.cat([d.train.x, d.val.x])
+    assert sorted(map(tuple, pooled.tolist())) == sorted(
+        map(tuple, torch.as_tensor(ref["x"]).float().tolist()))
+    monkeypatch.setenv("LABKIT_SEED", "5")
+    other = mnist1d_published(n_val=500)
+    assert torch.equal(other.test.x, d.test.x)          # the test split never moves
+    assert not torch.equal(other.val.x, d.val.x)        # the validation draw does
+    with pytest.raises(ValueError, match="n_val"):
+        mnist1d_published(n_val=4000)

@@ -1,0 +1,203 @@
+"""The ledger's recipes: each regulariser of the course as one setting of one training run.
+
+A ``Recipe`` switches regularisers on (weight decay, L1, dropout, batch norm, random
+shifts, input noise, label smoothing, mixup, a cosine schedule, early stopping,
+pruning, an ensemble). ``train_recipes`` trains every (recipe, seed) pair as K
+stacked models, as few stacks as the recipes allow, with the same initial weights
+for the same seed, the same data and the same epochs. Each chapter's lab writes its
+regulariser out and checks it; these are the compact versions the ledger and the
+capstone share, so that both train exactly the same recipes.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .runtime import seed as actual_seed, seeds as local_seeds
+from .sweep import sweep_fit
+
+__all__ = ["Recipe", "RecipeRuns", "train_recipes", "random_shift"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training recipe; every field at its default is the plain baseline.
+
+    weight_decay: AdamW's decoupled decay.  l1: coefficient of sum |W| over weight
+    matrices.  dropout: rate after each hidden layer.  shift: random circular shifts
+    of up to +-shift samples.  noise: std of Gaussian input noise.  smoothing: label
+    smoothing epsilon.  mixup: Beta(alpha, alpha) of mixup (0: off).  schedule:
+    cosine decay of the rate over the epochs.  patience: early stopping on the
+    validation accuracy, restoring the best weights.  prune: fraction of weights
+    removed by magnitude halfway, then retrained.  members: ensemble size (softmax
+    outputs averaged; costs ``members`` times the training).
+    """
+
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    dropout: float = 0.0
+    batchnorm: bool = False
+    shift: int = 0
+    noise: float = 0.0
+    smoothing: float = 0.0
+    mixup: float = 0.0
+    schedule: bool = False
+    patience: int | None = None
+    prune: float = 0.0
+    members: int = 1
+
+    def __post_init__(self):
+        if self.members < 1 or not 0 <= self.prune < 1 or not 0 <= self.smoothing < 1:
+            raise ValueError(f"Recipe: members >= 1, prune and smoothing in [0, 1); got {self}")
+        if min(self.weight_decay, self.l1, self.dropout, self.shift, self.noise,
+               self.mixup) < 0:
+            raise ValueError(f"Recipe: strengths must be >= 0; got {self}")
+
+    def changes(self):
+        """The fields that differ from the baseline, as a dict."""
+        base = Recipe()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(base, f.name)}
+
+    def label(self):
+        return ", ".join(f"{k}={v}" for k, v in self.changes().items()) or "baseline"
+
+    def plus(self, other):
+        """This recipe with ``other``'s changes added."""
+        return dataclasses.replace(self, **other.changes())
+
+
+def random_shift(x, generator, bound):
+    """Circularly shift each signal (last axis) by a random offset, uniform on the
+    integers in [-bound, bound]; ``bound`` broadcasts against ``x.shape[:-1]``."""
+    *lead, length = x.shape
+    u = torch.rand(lead, generator=generator).to(x.device)
+    offset = (u * (2 * bound + 1)).floor().long() - bound
+    index = (torch.arange(length, device=x.device) - offset[..., None]) % length
+    return x.gather(-1, index)
+
+
+class RecipeRuns:
+    """Trained stacks of ``train_recipes``: ``val_acc`` has shape (recipes, seeds);
+    ``accuracy(split, r)`` evaluates recipe ``r`` on another split (the test split,
+    once, at the end)."""
+
+    def __init__(self, recipes, n_seeds, parts, val):
+        self.recipes, self.n_seeds, self.parts = recipes, n_seeds, parts
+        self.val_acc = self.accuracy(val)
+
+    @torch.no_grad()
+    def probabilities(self, split, r):
+        """Softmax outputs of recipe ``r``'s models on ``split``, averaged over
+        ensemble members: shape (seeds, N, classes)."""
+        model, rows = self.parts[r]
+        model.eval()
+        probs = model(split.x).softmax(-1)
+        members = self.recipes[r].members
+        return probs[rows].reshape(self.n_seeds, members, *probs.shape[1:]).mean(1)
+
+    def accuracy(self, split, recipes=None):
+        rs = range(len(self.recipes)) if recipes is None else recipes
+        return np.stack([(self.probabilities(split, r).argmax(-1) == split.y)
+                         .float().mean(-1).cpu().numpy() for r in rs])
+
+
+def _group_key(r):
+    return (r.batchnorm, r.schedule, r.patience, r.prune)
+
+
+def train_recipes(recipes, build, data, config, n_seeds):
+    """Train ``n_seeds`` runs of every recipe; return ``RecipeRuns``.
+
+    ``build(batchnorm, dropout, seeds)`` returns K stacked models (a list of K dropout
+    rates, K local seeds); seed ``s`` of every recipe starts from the same weights,
+    and ensemble member ``m`` from seed ``s + 1000 m``. ``config`` (a FitConfig)
+    sets the optimizer, rate, batch size and epochs shared by all.
+    """
+    recipes = list(recipes)
+    groups = {}
+    for i, r in enumerate(recipes):
+        groups.setdefault(_group_key(r), []).append(i)
+    parts = {}
+    for (batchnorm, schedule, patience, prune), members in groups.items():
+        rows, per_model, start = {}, [], 0
+        for i in members:
+            r = recipes[i]
+            for s in local_seeds(n_seeds):
+                for m in range(r.members):
+                    per_model.append((r, s + 1000 * m))
+            rows[i] = slice(start, len(per_model))
+            start = len(per_model)
+        model = build(batchnorm, [r.dropout for r, _ in per_model], [s for _, s in per_model])
+        model = model.to(data.train.x.device)
+        _fit_group(model, data, config, [r for r, _ in per_model], schedule, patience, prune)
+        for i in members:
+            parts[i] = (model, rows[i])
+    return RecipeRuns(recipes, n_seeds, parts, data.val)
+
+
+def _hooks(recipes, config, dev, classes):
+    k = len(recipes)
+    col = lambda name: torch.tensor([float(getattr(r, name)) for r in recipes], device=dev)
+    shift, noise, smooth, mix = col("shift"), col("noise"), col("smoothing"), col("mixup")
+    l1, wd = col("l1"), [r.weight_decay for r in recipes]
+    rng = np.random.default_rng(actual_seed(config.seed))  # mixup's Beta draws
+    hooks = {}
+    if (shift > 0).any() or (noise > 0).any():
+        def augment(x, g):
+            x = x.expand(k, *x.shape) if x.ndim == 2 else x
+            x = random_shift(x, g, shift.long()[:, None])
+            return x + noise[:, None, None] * torch.randn(x.shape, generator=g).to(dev)
+        hooks["augment"] = augment
+    if (smooth > 0).any() or (mix > 0).any():
+        alphas = [r.mixup for r in recipes]
+
+        def transform(x, y, g):
+            t = F.one_hot(y, classes).float()
+            t = t.expand(k, *t.shape) if t.ndim == 2 else t
+            t = t * (1 - smooth[:, None, None]) + smooth[:, None, None] / classes
+            x = x.expand(k, *x.shape) if x.ndim == 2 else x
+            lam = torch.tensor([rng.beta(a, a) if a > 0 else 1.0 for a in alphas],
+                               dtype=x.dtype, device=dev)[:, None, None]
+            perm = torch.rand(k, x.shape[1], generator=g).argsort(1).to(dev)[..., None]
+            x = lam * x + (1 - lam) * x.gather(1, perm.expand_as(x))
+            t = lam * t + (1 - lam) * t.gather(1, perm.expand_as(t))
+            return x, t
+        hooks["transform"] = transform
+    if (l1 > 0).any():
+        hooks["penalty"] = lambda model: l1 * sum(w.abs().flatten(1).sum(1)
+                                                  for w in model.weights)
+    return hooks, wd
+
+
+def _fit_group(model, data, config, recipes, schedule, patience, prune):
+    dev = data.train.x.device
+    hooks, wd = _hooks(recipes, config, dev, data.num_classes)
+    epochs = config.epochs
+    cosine = (lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))) if schedule else None
+    cfg = dataclasses.replace(config, **hooks, lr_schedule=cosine, monitor="val_acc",
+                              patience=patience, restore_best=True)
+    if not prune:
+        sweep_fit(model, data, cfg, weight_decay=wd)
+        return
+    first = epochs // 2
+    sweep_fit(model, data, dataclasses.replace(cfg, epochs=first, patience=None),
+              weight_decay=wd)
+    with torch.no_grad():  # one global magnitude threshold per model
+        flat = torch.cat([w.abs().flatten(1) for w in model.weights], 1)
+        cut = flat.quantile(prune, dim=1, keepdim=True)
+        masks = [(w.abs().flatten(1) > cut).reshape(w.shape).to(w.dtype)
+                 for w in model.weights]
+        for w, mask in zip(model.weights, masks):
+            w.mul_(mask)
+
+    def keep_pruned(model, lr):
+        for w, mask in zip(model.weights, masks):
+            w.mul_(mask)
+    later = (lambda e: cosine(e + first)) if schedule else None
+    sweep_fit(model, data, dataclasses.replace(
+        cfg, epochs=epochs - first, lr_schedule=later, after_step=keep_pruned,
+        seed=config.seed + 1), weight_decay=wd)
