@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fit_throughput.py
 	$(BIN)/python benchmarks/sweep_throughput.py
 	$(BIN)/python benchmarks/vmap_vs_stacked.py
+	$(BIN)/python benchmarks/cnn_sweep.py
 	$(BIN)/python benchmarks/roofline.py
 
 clean:

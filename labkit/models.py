@@ -51,32 +51,53 @@ class MLP(nn.Sequential):
 
 
 class CNN(nn.Sequential):
-    """Conv blocks (3x3 conv, [BatchNorm2d], ReLU, 2x2 max-pool), then global
-    average pooling, [Dropout] and a linear classifier."""
+    """Conv blocks (conv, [BatchNorm], ReLU, max-pool by 2), then global average
+    pooling, [Dropout] and a linear classifier.
 
-    def __init__(self, in_channels, num_classes, widths=(16, 32), dropout=0.0, batchnorm=False):
+    ``dims=2`` (the default): images ``(N, C, H, W)`` through Conv2d, BatchNorm2d,
+    MaxPool2d. ``dims=1``: signals ``(N, C, L)`` through Conv1d, BatchNorm1d,
+    MaxPool1d; with ``in_channels=1`` it also takes ``(N, L)`` (one channel,
+    e.g. MNIST-1D's ``(N, 40)`` as it is), so ``fit`` and ``sweep_fit`` need no
+    reshaping. ``kernel`` is the (odd) kernel size; padding keeps the length.
+    ``example_ndim`` is the number of axes of one example (``dims + 1``).
+    """
+
+    def __init__(self, in_channels, num_classes, widths=(16, 32), dropout=0.0, batchnorm=False,
+                 dims=2, kernel=3):
         widths = list(widths)
         _check_widths("in_channels/num_classes", [in_channels, num_classes])
         _check_widths("widths", widths)
+        if dims not in (1, 2) or isinstance(dims, bool):
+            raise ValueError(f"dims must be 1 (signals) or 2 (images), got {dims!r}")
+        if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 \
+                or kernel % 2 == 0:
+            raise ValueError(f"kernel must be an odd positive int, got {kernel!r}")
         p = check_dropout(dropout)
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        pool, avg = (nn.MaxPool1d, nn.AdaptiveAvgPool1d) if dims == 1 else \
+            (nn.MaxPool2d, nn.AdaptiveAvgPool2d)
         layers, c = [], in_channels
         for w in widths:
-            layers.append(nn.Conv2d(c, w, 3, padding=1, bias=not batchnorm))
+            layers.append(conv(c, w, kernel, padding=kernel // 2, bias=not batchnorm))
             if batchnorm:
-                layers.append(nn.BatchNorm2d(w))
-            layers += [nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+                layers.append(norm(w))
+            layers += [nn.ReLU(), pool(2, ceil_mode=True)]
             c = w
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [avg(1), nn.Flatten()]
         if p > 0:
             layers.append(nn.Dropout(p))
         layers.append(nn.Linear(c, num_classes))
         super().__init__(*layers)
-        self.in_channels = in_channels
+        self.in_channels, self.dims, self.example_ndim = in_channels, dims, dims + 1
 
     def forward(self, x):
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"CNN expects input of shape (N, {self.in_channels}, H, W), "
-                             f"got {tuple(x.shape)}")
+        if self.dims == 1 and self.in_channels == 1 and x.ndim == 2:
+            x = x.unsqueeze(1)  # (N, L): one channel
+        if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:
+            shape = "H, W" if self.dims == 2 else "L"
+            also = " or (N, L)" if self.dims == 1 and self.in_channels == 1 else ""
+            raise ValueError(f"CNN(dims={self.dims}) expects input of shape "
+                             f"(N, {self.in_channels}, {shape}){also}, got {tuple(x.shape)}")
         return super().forward(x)
 
 

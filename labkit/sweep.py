@@ -1,9 +1,10 @@
-"""Sweeps: K variants of one MLP trained at once, one model per point of a ``Grid``.
+"""Sweeps: K variants of one model trained at once, one model per point of a ``Grid``.
 
 Each model keeps its own hyperparameters (learning rate, weight decay,
 dropout rate), its own dropout masks, its own batch-norm statistics and,
 optionally, its own resampled training set. ``labkit.stacked`` holds the
-stacked model and its optimizer; ``sweep_fit`` is ``fit``'s loop for them.
+stacked MLP and its optimizer, ``labkit.vmapped`` the stacked model of any
+architecture (a CNN, say); ``sweep_fit`` is ``fit``'s loop for both.
 """
 import math
 import time
@@ -18,8 +19,9 @@ from . import stacked
 from .runtime import generator, no_host_sync
 from .stacked import Optimizer, StackedMLP, _per_model, flatten
 from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
+from .vmapped import StackedModel
 
-__all__ = ["Grid", "StackedMLP", "SweepHistory", "sweep_fit"]
+__all__ = ["Grid", "StackedMLP", "StackedModel", "SweepHistory", "sweep_fit"]
 
 EVAL_ROWS = 4096  # examples x models per evaluation chunk
 
@@ -127,10 +129,12 @@ class SweepHistory:
                             grid=Grid(**axes) if axes else None)
 
 
-def _own_batch(x, k, hook):
-    if x.ndim == 3 and x.shape[0] != k:
+def _own_batch(x, k, hook, e=1):
+    """``x`` is a batch shared by all models (``e + 1`` axes, ``e`` per example) or one
+    copy per model (``e + 2`` axes, K first)."""
+    if x.ndim == e + 2 and x.shape[0] != k:
         raise ValueError(f"{hook} returned shape {tuple(x.shape)}: a batch with one copy "
-                         f"per model must have K={k} first, (K, N, features)")
+                         f"per model must have K={k} first, (K, N, *example)")
     return x
 
 
@@ -152,13 +156,24 @@ def _losses(out, y, loss):
     return F.mse_loss(out, y.expand_as(out), reduction="none").reshape(k, -1).mean(1)
 
 
+def _forward(model, x, e):
+    """The K models' outputs; ``x`` has ``e`` axes per example, K first if per model."""
+    if isinstance(model, StackedModel):
+        return model(x, per_model=x.ndim == e + 2)
+    return model(x)
+
+
 @torch.no_grad()
-def _evaluate(model, x, y, loss, chunk=None):
+def _evaluate(model, x, y, loss, chunk=None, e=1):
     was = model.training
     model.eval()
     # chunks of about 4096 examples x models keep activations in cache and allocations small
     chunk = chunk or max(16, EVAL_ROWS // model.k)
-    out = torch.cat([model(x[..., i:i + chunk, :]) for i in range(0, x.shape[-2], chunk)], -2)
+    axis = x.ndim - e - 1  # the examples' axis: 0 shared, 1 one set per model
+    n = x.shape[axis]
+    out = torch.cat([_forward(model, x.narrow(axis, i, min(chunk, n - i)), e)
+                     for i in range(0, n, chunk)],
+                    -2)
     model.train(was)
     if y.ndim == (1 if loss is F.cross_entropy else 2):
         y = y.expand(model.k, *y.shape)
@@ -169,7 +184,8 @@ def _evaluate(model, x, y, loss, chunk=None):
 
 def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None,
               grid=None):
-    """Train the K models of ``model`` (a StackedMLP) on ``data`` at once.
+    """Train the K models of ``model`` (a ``StackedMLP`` or a ``StackedModel``, e.g. K
+    CNNs) on ``data`` at once.
 
     ``grid`` (a ``Grid`` of K points) shapes the returned curves
     ``(epochs, *grid.shape)``; its ``lr`` and ``weight_decay`` axes, if it has
@@ -186,15 +202,24 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     batch to give each model its own transformed copy (e.g. its own random
     draws: ``augment(x.expand(K, -1, -1), generator)``); ``transform`` may
     likewise return ``(K, N, d)`` inputs and ``(K, N, C)`` soft targets.
+    A ``StackedMLP`` sees flattened inputs ``(N, d)``; a ``StackedModel`` sees
+    them in the data's own shape, ``(N, *data.in_shape)`` shared or
+    ``(K, N, *data.in_shape)`` per model (e.g. ``(K, N, 40)`` for MNIST-1D).
 
     A model whose training loss becomes non-finite stops training (the others
     go on), with a warning; ``history.diverged_at`` records when. If every
     model diverges, ``DivergenceError`` is raised; its ``.history`` holds
     every epoch before that.
     """
-    if not isinstance(model, StackedMLP):
-        raise ValueError("sweep_fit trains a StackedMLP")
+    if not isinstance(model, (StackedMLP, StackedModel)):
+        raise ValueError("sweep_fit trains a StackedMLP or a StackedModel (labkit.vmapped)")
     k, dev = model.k, data.train.x.device
+    # e: axes per example as the model sees them; an MLP's inputs are flattened
+    flat = isinstance(model, StackedMLP)
+    e = 1 if flat else data.train.x.ndim - 1
+    prep = (lambda t: t.flatten(1)) if flat else (lambda t: t)  # noqa: E731
+    if not flat:
+        _check_stacked(model, data)
     grid = Grid(model=list(range(k))) if grid is None else grid
     if not isinstance(grid, Grid) or grid.k != k:
         raise ValueError(f"grid must be a Grid of K={k} points, one per model, got {grid!r}")
@@ -209,7 +234,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     check_monitor(config, loss)
     train, val = data.train, data.val
     if train_index is None:
-        xs, ys, n = train.x.flatten(1), train.y, len(train)
+        xs, ys, n = prep(train.x), train.y, len(train)
     else:
         train_index = torch.as_tensor(train_index, device=dev)
         if train_index.ndim != 2 or train_index.shape[0] != k:
@@ -217,8 +242,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                              f"got {tuple(train_index.shape)}")
         if train_index.min() < 0 or train_index.max() >= len(train):
             raise ValueError(f"train_index must index into the {len(train)} training examples")
-        xs, ys, n = train.x.flatten(1)[train_index], train.y[train_index], train_index.shape[1]
-    val_x = val.x.flatten(1)
+        xs, ys, n = prep(train.x)[train_index], train.y[train_index], train_index.shape[1]
+    val_x = prep(val.x)
     params = list(model.parameters())
     flat, flat_grad, grad_views = flatten(params)
     opt = Optimizer(flat, flat_grad, config, fused=stacked.FUSED)
@@ -245,11 +270,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 x = ex.narrow(dim, i, min(config.batch_size, n - i))
                 y = ey.narrow(dim, i, x.shape[dim])
                 if config.augment is not None:
-                    x = _own_batch(config.augment(x, g), k, "augment")
+                    x = _own_batch(config.augment(x, g), k, "augment", e)
                 if config.transform is not None:
                     x, y = config.transform(x, y, g)
-                    x = _own_batch(x, k, "transform")
-                per_model = _losses(model(x), y, loss)
+                    x = _own_batch(x, k, "transform", e)
+                per_model = _losses(_forward(model, x, e), y, loss)
                 if config.penalty is not None:
                     per_model = per_model + config.penalty(model)
                 grads = torch.autograd.grad(per_model.sum(), params)
@@ -258,8 +283,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     opt.step()
                     if config.after_step is not None:
                         config.after_step(model, step_lr)
-        tr = _evaluate(model, xs, ys, loss)
-        va = _evaluate(model, val_x, val.y, loss)
+        tr = _evaluate(model, xs, ys, loss, e=e)
+        va = _evaluate(model, val_x, val.y, loss, e=e)
         finite = torch.isfinite(tr[0])
         if not bool(finite.all()):  # a host sync, once per epoch
             new = (~finite & (diverged_at < 0)).nonzero().flatten().tolist()
@@ -300,6 +325,29 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
     return _history(curves, best_epoch, start, diverged_at, grid)
+
+
+def _check_stacked(model, data):
+    """A clear error before training if the K models do not take ``data``'s examples."""
+    train = data.train
+    if len(train) == 0:
+        raise ValueError("the training split is empty")
+    for name, p in model.named_parameters():
+        if p.device != train.x.device:
+            raise ValueError(f"parameter {name} is on {p.device} but the data is on "
+                             f"{train.x.device}; move the model with model.to(device)")
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(train.x[:2], per_model=False)
+    finally:
+        model.train(was)
+    c = data.num_classes
+    if c and (out.ndim != 3 or out.shape[:2] != (model.k, 2) or out.shape[2] < c):
+        raise ValueError(f"the stacked models give outputs of shape {tuple(out.shape)} for "
+                         f"inputs {tuple(train.x[:2].shape)}, expected (K={model.k}, 2, {c}) "
+                         "class scores")
 
 
 def _history(curves, best_epoch, start, diverged_at, grid):

@@ -13,6 +13,7 @@ from labkit.models import CNN, MLP
 from labkit.runtime import profile, seed_all
 from labkit.sweep import StackedMLP, SweepHistory, sweep_fit
 from labkit.train import DivergenceError, FitConfig, fit
+from labkit.vmapped import StackedModel
 from labkit.widgets import explore
 
 
@@ -31,6 +32,12 @@ CASES = {
     "zero width": (lambda: MLP(4, [0], 2), ValueError, "positive ints"),
     "MLP input shape": (lambda: MLP(4, [8], 2)(torch.zeros(3, 5)), ValueError, "expects 4 features"),
     "CNN input shape": (lambda: CNN(3, 2)(torch.zeros(2, 1, 8, 8)), ValueError, "(N, 3, H, W)"),
+    "CNN 1-D input shape": (lambda: CNN(2, 3, dims=1)(torch.zeros(4, 40)), ValueError,
+                            "(N, 2, L), got (4, 40)"),
+    "CNN 1-D channels": (lambda: CNN(1, 3, dims=1)(torch.zeros(4, 2, 40)), ValueError,
+                         "(N, 1, L) or (N, L)"),
+    "CNN dims": (lambda: CNN(1, 2, dims=3), ValueError, "dims must be 1 (signals) or 2"),
+    "CNN even kernel": (lambda: CNN(1, 2, dims=1, kernel=4), ValueError, "odd positive int"),
     "negative decay": (lambda: FitConfig(weight_decay=-1e-4), ValueError, "weight_decay must be >= 0"),
     "zero lr": (lambda: FitConfig(lr=0), ValueError, "lr must be"),
     "unknown optimizer": (lambda: FitConfig(optimizer="rmsprop"), ValueError, "optimizer must be"),
@@ -72,6 +79,22 @@ CASES = {
                                           FitConfig(epochs=1, progress=False,
                                                     augment=lambda x, g: x.expand(3, -1, -1))),
                         ValueError, "must have K=2 first"),
+    "stack of non-modules": (lambda: StackedModel([1, 2]), ValueError, "list of nn.Module"),
+    "stack shapes differ": (lambda: StackedModel([CNN(1, 2, (4,), dims=1), CNN(1, 2, (5,), dims=1)]),
+                            ValueError, "same architecture"),
+    "stack per-model K": (lambda: StackedModel([CNN(1, 2, (4,), dims=1)] * 2)(
+        torch.zeros(3, 5, 1, 8)), ValueError, "K=2 first"),
+    "stack input axes": (lambda: StackedModel([CNN(1, 2, (4,), dims=1)] * 2)(torch.zeros(8)),
+                         ValueError, "with 2 axes per example"),
+    "sweep of a plain CNN": (lambda: sweep_fit(CNN(3, 2, dims=1), tiny(), FitConfig(epochs=1, progress=False)),
+                             ValueError, "StackedMLP or a StackedModel"),
+    "sweep CNN data shape": (lambda: sweep_fit(StackedModel([CNN(2, 2, (4,), dims=1)] * 2), tiny(),
+                                               FitConfig(epochs=1, progress=False)),
+                             ValueError, "expects input of shape (N, 2, L), got (2, 3)"),
+    "sweep CNN augment K": (lambda: sweep_fit(StackedModel([CNN(1, 2, (4,), dims=1)] * 2), tiny(),
+                                              FitConfig(epochs=1, progress=False,
+                                                        augment=lambda x, g: x.expand(3, -1, -1))),
+                            ValueError, "must have K=2 first"),
     "explore default": (lambda: explore(lambda a: None, {"a": 3}, a=[1, 2]), ValueError, "not among"),
     "cifar missing": (lambda: D.cifar10("/nonexistent-dir"), FileNotFoundError, "labkit never downloads"),
 }

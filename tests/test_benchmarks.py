@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("fit_throughput.py", ["--epochs", "1", "--repeats", "1"]),
     ("sweep_throughput.py", ["--k", "3", "--epochs", "1", "--repeats", "1"]),
     ("roofline.py", ["--k", "3", "--epochs", "1", "--repeats", "1"]),
+    ("cnn_sweep.py", ["--k", "3", "--epochs", "1", "--repeats", "1", "--n-train", "200"]),
 ])
 def test_benchmark_ends_with_its_figure(script, args):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
