@@ -248,7 +248,8 @@ class StackedModel(nn.Module):
 
     def unstack(self, index, template):
         """Copy model ``index``'s parameters and buffers into ``template`` (a module of
-        the same architecture, e.g. freshly built) and return it."""
+        the same architecture, e.g. freshly built) and return it. A dropout rate is
+        the template's own (it is a module setting, not a tensor)."""
         with torch.no_grad():
             for n, t in list(template.named_parameters()) + list(template.named_buffers()):
                 t.copy_(getattr(self, _key(n))[index])
