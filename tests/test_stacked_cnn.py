@@ -200,3 +200,21 @@ def test_divergence_stops_only_that_cnn(small_mnist1d):
     alone = sweep_fit(StackedModel([cnns(3)[0], cnns(3)[2]]), small_mnist1d,
                       dataclasses.replace(cfg, augment=None), lr=[1e-2, 3e-3])
     np.testing.assert_allclose(h.val_loss[:, [0, 2]], alone.val_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fused_and_plain_optimizer_steps_agree_on_cnns(small_mnist1d, optimizer, monkeypatch):
+    # flatten() on a StackedModel's parameters, stepped by the fused kernels and by the
+    # tensor-operation fallback (devices without them)
+    import labkit.stacked as stacked_module
+
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2, lr=3e-3)
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(stacked_module, "FUSED", fused)
+        model = StackedModel(cnns(2, batchnorm=True))
+        runs.append((sweep_fit(model, small_mnist1d, cfg, weight_decay=[0.0, 1e-2]), model))
+    (a, ma), (b, mb) = runs
+    np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
