@@ -25,6 +25,7 @@ batched, so train mode updates each model's own), its own dropout masks
 dropout rates, its own rate. ``sweep_fit`` trains it like a ``StackedMLP``.
 """
 import copy
+import inspect
 
 import torch
 from torch import nn
@@ -119,7 +120,8 @@ class StackedModel(nn.Module):
         if any(_architecture(m) != arch for m in models[1:]) or \
                 any(type(m) is not type(models[0]) for m in models):
             raise ValueError("all models in a StackedModel must have the same architecture "
-                             "(module types, parameter and buffer shapes)")
+                             "(module types, parameter and buffer shapes; a CNN or MLP built "
+                             "with dropout=0 has no Dropout layer)")
         if not arch[1]:
             raise ValueError("StackedModel needs models with parameters")
         self.k = len(models)
@@ -166,8 +168,16 @@ class StackedModel(nn.Module):
 
     @classmethod
     def from_grid(cls, build, grid, example_ndim=None, fold=None):
-        """One model per point of ``grid`` (a ``Grid`` with a ``seed`` axis), seeded by it."""
-        return cls.from_seeds(build, grid["seed"], example_ndim=example_ndim, fold=fold)
+        """One model per point of ``grid`` (a ``Grid`` with a ``seed`` axis), seeded by it.
+        ``build`` receives the grid axes it names as keywords, e.g. a dropout axis:
+        ``from_grid(lambda dropout: CNN(1, 10, dropout=dropout, dims=1), grid)``."""
+        names = [a for a in grid.axes if a != "seed" and a in
+                 inspect.signature(build).parameters]
+        models = []
+        for j, seed in enumerate(grid["seed"]):
+            seed_all(seed)
+            models.append(build(**{a: grid[a][j] for a in names}))
+        return cls(models, example_ndim=example_ndim, fold=fold)
 
     def train(self, mode=True):
         super().train(mode)

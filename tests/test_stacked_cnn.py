@@ -218,3 +218,17 @@ def test_fused_and_plain_optimizer_steps_agree_on_cnns(small_mnist1d, optimizer,
     np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
     for p, q in zip(ma.parameters(), mb.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_from_grid_passes_the_axes_build_names():
+    grid = Grid(dropout=[0.1, 0.4], seed=[0, 1])
+    stacked = StackedModel.from_grid(
+        lambda dropout: CNN(1, 10, (6, 8), dropout=dropout, dims=1, kernel=5), grid)
+    assert stacked.get_buffer("8__p").tolist() == pytest.approx(grid["dropout"])
+    seed_all(1)
+    expected = CNN(1, 10, (6, 8), dropout=0.4, dims=1, kernel=5)
+    states_close(stacked.unstack(3, CNN(1, 10, (6, 8), dropout=0.4, dims=1, kernel=5)),
+                 expected, 0)
+    with pytest.raises(ValueError, match="dropout=0 has no Dropout layer"):
+        StackedModel.from_grid(lambda dropout: CNN(1, 10, (6, 8), dropout=dropout, dims=1),
+                               Grid(dropout=[0.0, 0.4], seed=[0]))
