@@ -85,7 +85,10 @@ def _foldable(base):
 
 
 def _architecture(model):
-    return ([(n, type(m).__name__) for n, m in model.named_modules()],
+    """What K stacked models must share: module types and settings (a stride, an eps;
+    only ``nn.Dropout``'s rate may differ), parameter and buffer shapes."""
+    return ([(n, type(m).__name__, "" if type(m) is nn.Dropout else m.extra_repr())
+             for n, m in model.named_modules()],
             [(n, tuple(t.shape), t.dtype) for n, t in model.named_parameters()],
             [(n, tuple(t.shape), t.dtype) for n, t in model.named_buffers()])
 
@@ -120,8 +123,8 @@ class StackedModel(nn.Module):
         if any(_architecture(m) != arch for m in models[1:]) or \
                 any(type(m) is not type(models[0]) for m in models):
             raise ValueError("all models in a StackedModel must have the same architecture "
-                             "(module types, parameter and buffer shapes; a CNN or MLP built "
-                             "with dropout=0 has no Dropout layer)")
+                             "(module types and settings, parameter and buffer shapes; a CNN or "
+                             "MLP built with dropout=0 has no Dropout layer)")
         if not arch[1]:
             raise ValueError("StackedModel needs models with parameters")
         self.k = len(models)
@@ -146,7 +149,8 @@ class StackedModel(nn.Module):
                     parent, _, child = name.rpartition(".")
                     holder = base.get_submodule(parent) if parent else base
                     setattr(holder, child, _Dropout(0.0).to("meta"))
-                    self.register_buffer(_key(name + ".p"), torch.tensor(rates))
+                    self.register_buffer(_key(name + ".p"), torch.tensor(
+                        rates, device=states[0][self._params[0]].device))
                     self._rates.append(name + ".p")
         self._base = [base]  # in a list: not a submodule (its tensors are on "meta")
         foldable = _foldable(base)
