@@ -91,6 +91,10 @@ class CNN(nn.Sequential):
         self.in_channels, self.dims, self.example_ndim = in_channels, dims, dims + 1
 
     def forward(self, x):
+        return super().forward(self.prepare(x))
+
+    def prepare(self, x):
+        """``x`` as ``(N, C, ...)``, or a clear error for an input of the wrong shape."""
         if self.dims == 1 and self.in_channels == 1 and x.ndim == 2:
             x = x.unsqueeze(1)  # (N, L): one channel
         if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:
@@ -98,7 +102,7 @@ class CNN(nn.Sequential):
             also = " or (N, L)" if self.dims == 1 and self.in_channels == 1 else ""
             raise ValueError(f"CNN(dims={self.dims}) expects input of shape "
                              f"(N, {self.in_channels}, {shape}){also}, got {tuple(x.shape)}")
-        return super().forward(x)
+        return x
 
 
 def count_params(model):

@@ -9,7 +9,8 @@ Why not ``torch.func``? Measured on 2 CPU cores (forward and backward of K=16
 MLPs 40-128-128-10, batch 64; ``benchmarks/vmap_vs_stacked.py``, best of 5,
 two runs on 2026-11-24), ``vmap(functional_call)`` over ``stack_module_state``
 took 1.3-1.4x as long a step as this module without batch norm, 0.9-1.1x with
-it, and 1.7-2.0x with dropout (``randomness="different"``).
+it, and 1.7-2.0x with dropout (``randomness="different"``). Other architectures
+(a CNN) are stacked by ``labkit.vmapped.StackedModel``.
 
 The optimizer: ``torch.optim`` takes one learning rate and weight decay per
 parameter group, and stepping K x (layers) stacked tensors one operation at a

@@ -172,8 +172,7 @@ def _evaluate(model, x, y, loss, chunk=None, e=1):
     axis = x.ndim - e - 1  # the examples' axis: 0 shared, 1 one set per model
     n = x.shape[axis]
     out = torch.cat([_forward(model, x.narrow(axis, i, min(chunk, n - i)), e)
-                     for i in range(0, n, chunk)],
-                    -2)
+                     for i in range(0, n, chunk)], -2)
     model.train(was)
     if y.ndim == (1 if loss is F.cross_entropy else 2):
         y = y.expand(model.k, *y.shape)
@@ -215,10 +214,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         raise ValueError("sweep_fit trains a StackedMLP or a StackedModel (labkit.vmapped)")
     k, dev = model.k, data.train.x.device
     # e: axes per example as the model sees them; an MLP's inputs are flattened
-    flat = isinstance(model, StackedMLP)
-    e = 1 if flat else data.train.x.ndim - 1
-    prep = (lambda t: t.flatten(1)) if flat else (lambda t: t)  # noqa: E731
-    if not flat:
+    mlp = isinstance(model, StackedMLP)
+    e = 1 if mlp else data.train.x.ndim - 1
+    prep = (lambda t: t.flatten(1)) if mlp else (lambda t: t)  # noqa: E731
+    if not mlp:
         _check_stacked(model, data)
     grid = Grid(model=list(range(k))) if grid is None else grid
     if not isinstance(grid, Grid) or grid.k != k:

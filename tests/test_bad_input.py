@@ -82,6 +82,11 @@ CASES = {
     "stack of non-modules": (lambda: StackedModel([1, 2]), ValueError, "list of nn.Module"),
     "stack shapes differ": (lambda: StackedModel([CNN(1, 2, (4,), dims=1), CNN(1, 2, (5,), dims=1)]),
                             ValueError, "same architecture"),
+    "stack types differ": (lambda: StackedModel([CNN(1, 2, (4,), dims=1, kernel=3),
+                                                    torch.nn.Sequential(*CNN(1, 2, (4,), dims=1))]),
+                              ValueError, "same architecture"),
+    "stack strides differ": (lambda: StackedModel([torch.nn.Conv1d(1, 2, 3, stride=s) for s in (1, 2)]),
+                             ValueError, "module types and settings"),
     "stack per-model K": (lambda: StackedModel([CNN(1, 2, (4,), dims=1)] * 2)(
         torch.zeros(3, 5, 1, 8)), ValueError, "K=2 first"),
     "stack input axes": (lambda: StackedModel([CNN(1, 2, (4,), dims=1)] * 2)(torch.zeros(8)),

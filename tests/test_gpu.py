@@ -68,3 +68,19 @@ def test_sweep_matches_separate_fits_on_the_gpu(data, optimizer, rtol):
         h = fit(build(k), data, dataclasses.replace(cfg, lr=lrs[k], weight_decay=decays[k]))
         np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=rtol)
         np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=rtol)
+
+
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "vmap"])
+def test_stacked_cnn_sweep_never_syncs_per_step(data, strict, fold):
+    from labkit.models import CNN
+    from labkit.vmapped import StackedModel
+
+    def cnn(seed, p):
+        seed_all(seed)
+        return CNN(1, 10, (8, 16), dropout=p, batchnorm=True, dims=1, kernel=5).cuda()
+
+    stacked = StackedModel([cnn(s, p) for s, p in [(0, 0.1), (1, 0.1), (0, 0.3), (1, 0.3)]],
+                           fold=fold)
+    h = sweep_fit(stacked, data, dataclasses.replace(CFG, optimizer="adamw", patience=2),
+                  grid=Grid(p=[0.1, 0.3], seed=[0, 1]))
+    assert np.isfinite(h.val_loss).all() and h.val_loss.shape[1:] == (2, 2)

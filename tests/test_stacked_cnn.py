@@ -1,5 +1,6 @@
 """K CNNs trained at once (labkit.vmapped.StackedModel) must give what K separate fits give."""
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -41,10 +42,12 @@ def test_cnn_1d_takes_signals_with_or_without_the_channel_axis():
 
 @pytest.mark.parametrize("optimizer,rtol", [("sgd", 1e-4), ("adam", 5e-3), ("adamw", 5e-3)])
 @pytest.mark.parametrize("batchnorm", [False, True])
-def test_stacked_cnns_match_separate_fits(small_mnist1d, optimizer, rtol, batchnorm):
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "vmap"])
+def test_stacked_cnns_match_separate_fits(small_mnist1d, optimizer, rtol, batchnorm, fold):
     cfg = dataclasses.replace(CFG, optimizer=optimizer, lr=1e-2 if optimizer == "sgd" else 3e-3)
     decays, lrs = [0.0, 1e-3, 3e-2], [cfg.lr, cfg.lr / 2, cfg.lr * 2]
-    stacked = StackedModel(cnns(3, batchnorm))
+    stacked = StackedModel(cnns(3, batchnorm), fold=fold)
+    assert stacked.folded == fold
     sh = sweep_fit(stacked, small_mnist1d, cfg, lr=lrs, weight_decay=decays)
     for k, model in enumerate(cnns(3, batchnorm)):
         h = fit(model, small_mnist1d, dataclasses.replace(cfg, lr=lrs[k], weight_decay=decays[k]))
@@ -88,7 +91,8 @@ def test_augment_and_transform_per_model(small_mnist1d):
         np.testing.assert_allclose(sh.train_loss[:, k], h.train_loss, rtol=1e-4)
 
 
-def test_dropout_masks_differ_per_model_and_respect_each_rate():
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "vmap"])
+def test_dropout_masks_differ_per_model_and_respect_each_rate(fold):
     same = cnns(1, dropout=0.5)[0]
     rates = [0.5, 0.5, 0.2]
     models = []
@@ -96,7 +100,7 @@ def test_dropout_masks_differ_per_model_and_respect_each_rate():
         m = cnns(1, dropout=p)[0]
         m.load_state_dict(same.state_dict())
         models.append(m)
-    stacked = StackedModel(models)
+    stacked = StackedModel(models, fold=fold)
     x = torch.randn(8, 1, 40)
     stacked.train()
     out = stacked(x)
@@ -104,27 +108,23 @@ def test_dropout_masks_differ_per_model_and_respect_each_rate():
     stacked.eval()
     expected = stacked(x)
     torch.testing.assert_close(expected[0], same.eval()(x))  # no dropout at evaluation
-    # the rate: each model's dropout layer zeroes a fraction p of its inputs (a check of
-    # the mean over 160,000 draws, within 4 standard errors)
-    torch.testing.assert_close(stacked.get_buffer("8__p"), torch.tensor(rates))
-    stacked.train()
+    # the rate: a stack of conv (weights one) + dropout, fed ones, zeroes a fraction p of
+    # each model's units (a check of the mean of 160,000 draws, within 4 standard errors)
+    layers = []
+    for p in rates:
+        layer = torch.nn.Sequential(torch.nn.Conv1d(1, 8, 1, bias=False), torch.nn.Dropout(p))
+        torch.nn.init.ones_(layer[0].weight)
+        layers.append(layer)
+    probe = StackedModel(layers, example_ndim=2, fold=fold).train()
     n = 20000
-    for f, p in zip(_dropout_fractions(stacked, 8, n), rates):
+    fractions = (probe(torch.ones(n, 1, 1)) == 0).float().mean((1, 2, 3)).tolist()
+    for f, p in zip(fractions, rates):
         assert abs(f - p) < 4 * (p * (1 - p) / (n * 8)) ** 0.5, (f, p)
+    assert probe.get_buffer("1__p").tolist() == pytest.approx(rates)
     # inverted dropout: the mean training output equals the evaluation output
-    mean = torch.stack([stacked(x) for _ in range(2000)]).mean(0)
+    copies = x.repeat(100, 1, 1)  # 100 copies of each example, each its own masks
+    mean = torch.stack([stacked(copies).view(3, 100, 8, 10).mean(1) for _ in range(20)]).mean(0)
     torch.testing.assert_close(mean[2], expected[2], rtol=0, atol=0.02)
-
-
-def _dropout_fractions(stacked, index, n):
-    from torch.func import functional_call, vmap
-
-    layer = stacked._base[0][index]
-    rate = {"p": stacked.get_buffer(f"{index}__p")}
-    run = vmap(lambda b, x: functional_call(layer, b, (x,)), in_dims=(0, None),
-               randomness="different")
-    out = run(rate, torch.ones(n, 8))
-    return (out == 0).float().mean((1, 2)).tolist()
 
 
 def test_early_stopping_restores_each_models_best(small_mnist1d):
@@ -171,3 +171,64 @@ def test_image_cnns_stack_too():
         seed_all(k)
         h = fit(build(), d, cfg)
         np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=1e-4)
+
+
+def test_any_module_stacks_through_vmap(small_mnist1d):
+    # the generic path: K MLPs as a StackedModel (vmap) train as K separate fits do
+    from labkit.models import MLP
+
+    build = lambda: MLP(40, [16], 10, batchnorm=True)  # noqa: E731
+    stacked = StackedModel.from_seeds(build, [0, 1], example_ndim=1)
+    assert not stacked.folded
+    cfg = dataclasses.replace(CFG, optimizer="adamw", lr=3e-3, weight_decay=1e-2)
+    sh = sweep_fit(stacked, small_mnist1d, cfg)
+    for k in range(2):
+        seed_all(k)
+        h = fit(build(), small_mnist1d, cfg)
+        np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=5e-3)
+
+
+def test_divergence_stops_only_that_cnn(small_mnist1d):
+    # model 1's inputs are scaled by infinity: its loss is NaN from the first batch
+    scale = torch.tensor([1.0, math.inf, 1.0])[:, None, None]
+    cfg = dataclasses.replace(CFG, epochs=3, optimizer="sgd",
+                              augment=lambda x, g: x.expand(3, -1, -1) * scale)
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] .* diverged at epoch 0"):
+        h = sweep_fit(StackedModel(cnns(3)), small_mnist1d, cfg, lr=[1e-2, 1e-2, 3e-3])
+    assert h.diverged.tolist() == [False, True, False]
+    assert np.isnan(h.train_loss[:, 1]).all()
+    alone = sweep_fit(StackedModel([cnns(3)[0], cnns(3)[2]]), small_mnist1d,
+                      dataclasses.replace(cfg, augment=None), lr=[1e-2, 3e-3])
+    np.testing.assert_allclose(h.val_loss[:, [0, 2]], alone.val_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fused_and_plain_optimizer_steps_agree_on_cnns(small_mnist1d, optimizer, monkeypatch):
+    # flatten() on a StackedModel's parameters, stepped by the fused kernels and by the
+    # tensor-operation fallback (devices without them)
+    import labkit.stacked as stacked_module
+
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2, lr=3e-3)
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(stacked_module, "FUSED", fused)
+        model = StackedModel(cnns(2, batchnorm=True))
+        runs.append((sweep_fit(model, small_mnist1d, cfg, weight_decay=[0.0, 1e-2]), model))
+    (a, ma), (b, mb) = runs
+    np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
+    for p, q in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_from_grid_passes_the_axes_build_names():
+    grid = Grid(dropout=[0.1, 0.4], seed=[0, 1])
+    stacked = StackedModel.from_grid(
+        lambda dropout: CNN(1, 10, (6, 8), dropout=dropout, dims=1, kernel=5), grid)
+    assert stacked.get_buffer("8__p").tolist() == pytest.approx(grid["dropout"])
+    seed_all(1)
+    expected = CNN(1, 10, (6, 8), dropout=0.4, dims=1, kernel=5)
+    states_close(stacked.unstack(3, CNN(1, 10, (6, 8), dropout=0.4, dims=1, kernel=5)),
+                 expected, 0)
+    with pytest.raises(ValueError, match="dropout=0 has no Dropout layer"):
+        StackedModel.from_grid(lambda dropout: CNN(1, 10, (6, 8), dropout=dropout, dims=1),
+                               Grid(dropout=[0.0, 0.4], seed=[0]))
