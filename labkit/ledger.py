@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .runtime import seed as actual_seed, seeds as local_seeds
+from .data import Dataset
+from .runtime import generator, seed as actual_seed, seeds as local_seeds
 from .sweep import sweep_fit
 
 __all__ = ["Recipe", "RecipeRuns", "train_recipes", "random_shift"]
+
+HOOK_SEED = 5000  # the regularisers' generator: local seed config.seed + HOOK_SEED
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Recipe:
     smoothing epsilon.  mixup: Beta(alpha, alpha) of mixup (0: off).  schedule:
     cosine decay of the rate over the epochs.  patience: early stopping on the
     validation accuracy, restoring the best weights.  prune: fraction of weights
-    removed by magnitude halfway, then retrained.  members: ensemble size (softmax
+    removed by magnitude halfway, then held at zero while training goes on.  members: ensemble size (softmax
     outputs averaged; costs ``members`` times the training).
     """
 
@@ -109,13 +112,19 @@ def _group_key(r):
     return (r.batchnorm, r.schedule, r.patience, r.prune)
 
 
-def train_recipes(recipes, build, data, config, n_seeds):
+def train_recipes(recipes, build, data, config, n_seeds, stop=None):
     """Train ``n_seeds`` runs of every recipe; return ``RecipeRuns``.
 
     ``build(batchnorm, dropout, seeds)`` returns K stacked models (a list of K dropout
     rates, K local seeds); seed ``s`` of every recipe starts from the same weights,
     and ensemble member ``m`` from seed ``s + 1000 m``. ``config`` (a FitConfig)
-    sets the optimizer, rate, batch size and epochs shared by all.
+    sets the optimizer, rate, batch size and epochs shared by all. Every stack sees
+    the training batches in the same order (the regularisers draw their random
+    numbers from a generator of their own).
+
+    ``stop`` (a Split) is what early stopping watches. Give one apart from
+    ``data.val``: a recipe scored on the split that chose its stopping epoch would
+    be scored optimistically against the others, which are scored at their last epoch.
     """
     recipes = list(recipes)
     groups = {}
@@ -133,21 +142,27 @@ def train_recipes(recipes, build, data, config, n_seeds):
             start = len(per_model)
         model = build(batchnorm, [r.dropout for r, _ in per_model], [s for _, s in per_model])
         model = model.to(data.train.x.device)
-        _fit_group(model, data, config, [r for r, _ in per_model], schedule, patience, prune)
+        watched = data if patience is None or stop is None else \
+            Dataset(data.train, stop, data.test, data.num_classes)
+        _fit_group(model, watched, config, [r for r, _ in per_model], schedule, patience,
+                   prune)
         for i in members:
             parts[i] = (model, rows[i])
     return RecipeRuns(recipes, n_seeds, parts, data.val)
 
 
-def _hooks(recipes, config, dev, classes):
+def _hooks(model, recipes, config, dev, classes):
     k = len(recipes)
     col = lambda name: torch.tensor([float(getattr(r, name)) for r in recipes], device=dev)
     shift, noise, smooth, mix = col("shift"), col("noise"), col("smoothing"), col("mixup")
     l1, wd = col("l1"), [r.weight_decay for r in recipes]
-    rng = np.random.default_rng(actual_seed(config.seed))  # mixup's Beta draws
+    # the hooks' own random numbers, so that every stack shuffles alike (sweep_fit
+    # draws each epoch's batch order from the generator it passes the hooks)
+    g = generator(config.seed + HOOK_SEED)
+    rng = np.random.default_rng(actual_seed(config.seed + HOOK_SEED))  # mixup's Beta
     hooks = {}
     if (shift > 0).any() or (noise > 0).any():
-        def augment(x, g):
+        def augment(x, _):
             x = x.expand(k, *x.shape) if x.ndim == 2 else x
             x = random_shift(x, g, shift.long()[:, None])
             return x + noise[:, None, None] * torch.randn(x.shape, generator=g).to(dev)
@@ -155,7 +170,7 @@ def _hooks(recipes, config, dev, classes):
     if (smooth > 0).any() or (mix > 0).any():
         alphas = [r.mixup for r in recipes]
 
-        def transform(x, y, g):
+        def transform(x, y, _):
             t = F.one_hot(y, classes).float()
             t = t.expand(k, *t.shape) if t.ndim == 2 else t
             t = t * (1 - smooth[:, None, None]) + smooth[:, None, None] / classes
@@ -167,6 +182,10 @@ def _hooks(recipes, config, dev, classes):
             t = lam * t + (1 - lam) * t.gather(1, perm.expand_as(t))
             return x, t
         hooks["transform"] = transform
+    if (l1 > 0).any() or any(r.prune for r in recipes):
+        if not hasattr(model, "weights"):
+            raise ValueError("l1 and prune act on a StackedMLP's weight matrices "
+                             "(model.weights); this stack has none")
     if (l1 > 0).any():
         hooks["penalty"] = lambda model: l1 * sum(w.abs().flatten(1).sum(1)
                                                   for w in model.weights)
@@ -175,29 +194,30 @@ def _hooks(recipes, config, dev, classes):
 
 def _fit_group(model, data, config, recipes, schedule, patience, prune):
     dev = data.train.x.device
-    hooks, wd = _hooks(recipes, config, dev, data.num_classes)
+    hooks, wd = _hooks(model, recipes, config, dev, data.num_classes)
     epochs = config.epochs
     cosine = (lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))) if schedule else None
     cfg = dataclasses.replace(config, **hooks, lr_schedule=cosine, monitor="val_acc",
                               patience=patience, restore_best=True)
-    if not prune:
-        sweep_fit(model, data, cfg, weight_decay=wd)
-        return
-    first = epochs // 2
-    sweep_fit(model, data, dataclasses.replace(cfg, epochs=first, patience=None),
-              weight_decay=wd)
-    with torch.no_grad():  # one global magnitude threshold per model
-        flat = torch.cat([w.abs().flatten(1) for w in model.weights], 1)
-        cut = flat.quantile(prune, dim=1, keepdim=True)
-        masks = [(w.abs().flatten(1) > cut).reshape(w.shape).to(w.dtype)
-                 for w in model.weights]
-        for w, mask in zip(model.weights, masks):
-            w.mul_(mask)
+    if prune:
+        cfg = dataclasses.replace(cfg, after_step=_pruner(model, prune, data, config))
+    sweep_fit(model, data, cfg, weight_decay=wd)
 
-    def keep_pruned(model, lr):
+
+def _pruner(model, fraction, data, config):
+    """``after_step`` that, halfway through the epochs, removes the ``fraction`` of
+    each model's weights smallest in magnitude (one threshold over all its weight
+    matrices) and from then on holds them at zero; the optimizer runs on."""
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    halfway, step, masks = steps_per_epoch * (config.epochs // 2), [0], []
+
+    def after_step(model, lr):
+        step[0] += 1
+        if step[0] == halfway:
+            flat = torch.cat([w.abs().flatten(1) for w in model.weights], 1)
+            cut = flat.quantile(fraction, dim=1, keepdim=True)
+            masks.extend((w.abs().flatten(1) > cut).reshape(w.shape).to(w.dtype)
+                         for w in model.weights)
         for w, mask in zip(model.weights, masks):
             w.mul_(mask)
-    later = (lambda e: cosine(e + first)) if schedule else None
-    sweep_fit(model, data, dataclasses.replace(
-        cfg, epochs=epochs - first, lr_schedule=later, after_step=keep_pruned,
-        seed=config.seed + 1), weight_decay=wd)
+    return after_step

@@ -60,14 +60,23 @@ FLAT = (nn.Linear, nn.Flatten)
 ANYWHERE = (nn.ReLU, nn.Dropout, _Dropout)
 
 
+def _unflatten(base):
+    """Whether ``base`` opens with ``nn.Unflatten(1, ...)``, which turns a signal of
+    shape (N, L) into (N, C, L): the folded path applies it to the input first."""
+    return isinstance(base[0], nn.Unflatten) and base[0].dim == 1 and len(base) > 1
+
+
 def _foldable(base):
     """Whether ``base`` is a Sequential the folded path computes exactly: a convolution
-    first, spatial layers until a Flatten, then linear layers."""
-    if not (type(base) is nn.Sequential or isinstance(base, CNN)) or not len(base) or \
-            not isinstance(base[0], CONV):
+    first (optionally after an ``nn.Unflatten(1, ...)`` of the input), spatial layers
+    until a Flatten, then linear layers."""
+    if not (type(base) is nn.Sequential or isinstance(base, CNN)) or not len(base):
         return False  # another forward than Sequential's (CNN's only adds prepare())
+    layers = list(base)[1:] if _unflatten(base) else list(base)
+    if not isinstance(layers[0], CONV):
+        return False
     flat = False
-    for m in base:
+    for m in layers:
         ok = isinstance(m, ANYWHERE) or isinstance(m, FLAT if flat else SPATIAL + (nn.Flatten,))
         if isinstance(m, CONV):
             ok = ok and m.groups == 1 and m.padding_mode == "zeros" and \
@@ -216,12 +225,16 @@ class StackedModel(nn.Module):
             one = base.prepare(x[0] if per_model else x)
             if one.ndim > (x.ndim - 1 if per_model else x.ndim):
                 x = x.unsqueeze(2 if per_model else 1)
+        children = list(base.named_children())
+        if _unflatten(base):
+            x = x.unflatten(2 if per_model else 1, base[0].unflattened_size)
+            children = children[1:]
         n = x.shape[1 if per_model else 0]
         # h is shared (N, C, ...), folded (N, K*C, ...) or, after Flatten, stacked (K, N, F)
         h, mode = x, "shared"
         if per_model:
             h, mode = x.transpose(0, 1).reshape(n, -1, *x.shape[3:]), "folded"
-        for name, m in base.named_children():
+        for name, m in children:
             get = lambda t: getattr(self, _key(f"{name}.{t}"))  # noqa: E731
             if mode == "shared" and isinstance(m, (nn.Dropout, _Dropout, BATCHNORM)):
                 h, mode = h.repeat(1, k, *[1] * (h.ndim - 2)), "folded"

@@ -63,3 +63,37 @@ def test_random_shift_rolls_each_row_within_its_bound():
     assert torch.equal(out[0], x[0])
     assert set(offsets[1].flatten().tolist()) == {0.0, 1.0, 9.0}
     assert set(offsets[2].flatten().tolist()) == {0.0, 1.0, 2.0, 3.0, 7.0, 8.0, 9.0}
+
+
+def test_every_stack_sees_the_same_batch_order(small_mnist1d):
+    # the regularisers draw from their own generator, so a baseline trained beside
+    # shifted, noisy and mixed recipes is the baseline trained alone
+    alone = train_recipes([Recipe()], build, small_mnist1d, CFG, n_seeds=2)
+    beside = train_recipes([Recipe(), Recipe(shift=3, noise=0.1), Recipe(mixup=0.4)],
+                           build, small_mnist1d, CFG, n_seeds=2)
+    np.testing.assert_array_equal(beside.val_acc[0], alone.val_acc[0])
+
+
+def test_early_stopping_watches_the_stop_split(small_mnist1d, monkeypatch):
+    import labkit.ledger as ledger
+
+    seen = []
+    real = ledger.sweep_fit
+    monkeypatch.setattr(ledger, "sweep_fit", lambda model, data, cfg, **kw: (
+        seen.append((cfg.patience, data.val)), real(model, data, cfg, **kw))[1])
+    stop = small_mnist1d.test
+    runs = train_recipes([Recipe(), Recipe(patience=2)], build, small_mnist1d, CFG,
+                         n_seeds=1, stop=stop)
+    assert [(p, v is stop) for p, v in seen] == [(None, False), (2, True)]
+    assert runs.val_acc.shape == (2, 1)  # both scored on data.val
+
+
+def test_l1_and_pruning_need_weight_matrices(small_mnist1d):
+    from labkit.vmapped import StackedModel
+
+    def cnn(batchnorm, dropout, seeds):
+        from labkit.models import CNN
+        return StackedModel.from_seeds(lambda: CNN(1, 10, (4,), dims=1), seeds)
+
+    with pytest.raises(ValueError, match="weight matrices"):
+        train_recipes([Recipe(l1=1e-3)], cnn, small_mnist1d, CFG, n_seeds=1)

@@ -173,6 +173,26 @@ def test_image_cnns_stack_too():
         np.testing.assert_allclose(sh.val_loss[:, k], h.val_loss, rtol=1e-4)
 
 
+def test_a_leading_unflatten_folds_and_matches_vmap(small_mnist1d):
+    # the MNIST-1D paper's CNN reads (N, 40) signals through nn.Unflatten(1, (1, 40))
+    from torch import nn
+
+    def build():
+        return nn.Sequential(nn.Unflatten(1, (1, 40)), nn.Conv1d(1, 4, 5, stride=2, padding=1),
+                             nn.ReLU(), nn.Conv1d(4, 4, 3, stride=2, padding=1), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(40, 10))
+
+    x = small_mnist1d.train.x[:32]
+    folded = StackedModel.from_seeds(build, [0, 1, 2], example_ndim=1)
+    vmapped = StackedModel.from_seeds(build, [0, 1, 2], example_ndim=1, fold=False)
+    assert folded.folded and not vmapped.folded
+    torch.testing.assert_close(folded(x), vmapped(x))
+    own = x.expand(3, -1, -1) * torch.tensor([1.0, -1.0, 0.5])[:, None, None]
+    torch.testing.assert_close(folded(own), vmapped(own))
+    seed_all(1)
+    torch.testing.assert_close(folded(x)[1], build()(x))
+
+
 def test_any_module_stacks_through_vmap(small_mnist1d):
     # the generic path: K MLPs as a StackedModel (vmap) train as K separate fits do
     from labkit.models import MLP
