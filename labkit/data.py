@@ -11,8 +11,8 @@ import torch
 
 from .runtime import device as default_device, generator, seed as actual_seed
 
-__all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "mnist1d_published", "digits", "regression",
-           "cifar10", "flip_labels", "resample"]
+__all__ = ["Split", "Dataset", "from_arrays", "mnist1d", "mnist1d_published", "digits",
+           "regression", "cifar10", "flip_labels", "resample"]
 
 
 @dataclass(frozen=True)

@@ -93,18 +93,23 @@ class RecipeRuns:
         self.val_acc = self.accuracy(val)
 
     @torch.no_grad()
-    def probabilities(self, split, r):
+    def probabilities(self, split, r, outputs=None):
         """Softmax outputs of recipe ``r``'s models on ``split``, averaged over
-        ensemble members: shape (seeds, N, classes)."""
+        ensemble members: shape (seeds, N, classes). ``outputs`` (a dict) keeps each
+        stack's outputs on ``split``, so recipes sharing a stack run it once."""
         model, rows = self.parts[r]
-        model.eval()
-        probs = model(split.x).softmax(-1)
+        outputs = {} if outputs is None else outputs
+        if model not in outputs:
+            model.eval()
+            outputs[model] = model(split.x).softmax(-1)
+        probs = outputs[model]
         members = self.recipes[r].members
         return probs[rows].reshape(self.n_seeds, members, *probs.shape[1:]).mean(1)
 
     def accuracy(self, split, recipes=None):
         rs = range(len(self.recipes)) if recipes is None else recipes
-        return np.stack([(self.probabilities(split, r).argmax(-1) == split.y)
+        outputs = {}  # one forward pass per stack, however many recipes it holds
+        return np.stack([(self.probabilities(split, r, outputs).argmax(-1) == split.y)
                          .float().mean(-1).cpu().numpy() for r in rs])
 
 
