@@ -12,27 +12,107 @@ took 1.3-1.4x as long a step as this module without batch norm, 0.9-1.1x with
 it, and 1.7-2.0x with dropout (``randomness="different"``). Other architectures
 (a CNN) are stacked by ``labkit.vmapped.StackedModel``.
 
-The optimizer: ``torch.optim`` takes one learning rate and weight decay per
-parameter group, and stepping K x (layers) stacked tensors one operation at a
-time was a sixth of a sweep's time (580 us a step for K=16, against 123 us
-fused). ``flatten`` puts all parameters in one (K, P) buffer whose row k is
-model k, and ``Optimizer`` runs the fused kernels that ``torch.optim`` itself
-runs with ``fused=True`` (as ``fit`` does) on the rows of each group of models
-sharing a learning rate and weight decay (``tests/test_sweep.py`` checks against
-separate ``fit`` runs).
+The arithmetic is laid out for speed where measurement said so: a narrow
+class layer is computed transposed (``affine``), the cross-entropy has its
+gradient written out (``CrossEntropy``), and a plain stack (no batch norm, no
+dropout) can compute its gradients without autograd (``cross_entropy_grads``),
+bit for bit the same. Tests check each against autograd; the README's benchmark
+section has the profiles. Its optimizer is in ``labkit.optim``.
 """
-import math
-
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .models import MLP, check_dropout
 from .runtime import seed_all
-from .train import ADAM_BETAS, ADAM_EPS, fused_update
 
-__all__ = ["StackedMLP", "flatten", "Optimizer"]
+__all__ = ["StackedMLP", "CrossEntropy", "affine"]
 
-FUSED = None  # None: the fused optimizer kernels where the device has them; False: never
+WRITTEN_OUT = True  # False: sweeps of plain stacks take autograd too (tests compare the two)
+
+
+NARROW = 32  # an output this much narrower than its input (a class layer) is computed transposed
+
+
+def _narrow(w):
+    return w.shape[2] < NARROW <= w.shape[1]
+
+
+def affine(h, w, b):
+    """``h @ w + b`` for K stacked models: h (K, N, in), w (K, in, out), b (K, 1, out).
+
+    Mathematically one batched matmul; the layout is chosen for speed. MKL's
+    batched GEMM writing a narrow output, such as the 10 class scores of the
+    benchmark MLP (K=16, N=64, 128 -> 10), ran at 27 GFLOP/s on 2 CPU cores
+    against about 100 transposed (``w.mT @ h.mT``, whose output is 64 wide).
+    """
+    if not _narrow(w):
+        return torch.baddbmm(b, h, w)
+    if torch.is_grad_enabled() and (h.requires_grad or w.requires_grad or b.requires_grad):
+        return _Affine.apply(h, w, b)
+    return _transposed(h, w, b)
+
+
+def _transposed(h, w, b):
+    """``h @ w + b`` as ``(w.mT @ h.mT + b.mT).mT``, made contiguous for the loss."""
+    return torch.baddbmm(b.mT, w.mT, h.mT).mT.clone(memory_format=torch.contiguous_format)
+
+
+class _Affine(torch.autograd.Function):
+    """``affine`` with its gradients laid out the same way. Autograd's own backward of
+    the transposed product hands the layer below a transposed gradient, on which
+    the ReLU's backward ran 5x slower, and computes the weight gradient in the
+    slow layout. The backward is made of differentiable operations, so double
+    backward works; ``tests/test_sweep.py`` checks both against autograd's."""
+
+    @staticmethod
+    def forward(ctx, h, w, b):
+        ctx.save_for_backward(h, w)
+        return _transposed(h, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        h, w = ctx.saved_tensors
+        gh = torch.bmm(g, w.mT) if ctx.needs_input_grad[0] else None
+        return gh, torch.bmm(g.mT, h).mT, g.sum(1, keepdim=True)
+
+
+def _softmax_parts(out):
+    """exp(out - max) over the class axis, its sum and the max, for the cross-entropy."""
+    top = out.amax(-1, keepdim=True)
+    e = (out - top).exp_()
+    return e, e.sum(-1, keepdim=True), top
+
+
+def _cross_entropy_grad(e, total, y, scale):
+    """``(softmax(out) - onehot(y)) * scale``, per model, from ``_softmax_parts``."""
+    d = (e / total).scatter_add_(-1, y[..., None], torch.full_like(y[..., None], -1.0,
+                                                                    dtype=e.dtype))
+    return d.mul_(scale[:, None, None])
+
+
+class CrossEntropy(torch.autograd.Function):
+    """Per-model mean cross-entropy of scores ``out`` (K, N, C) against classes ``y``
+    (K, N): ``logsumexp(out) - out[y]``, ``F.cross_entropy`` to rounding, with its
+    gradient written out, ``(softmax(out) - onehot(y)) / N``.
+
+    ``F.log_softmax`` is slow on CPU over a short class axis; the logsumexp form
+    was about 7% faster on the sweep of ``benchmarks/roofline.py``, and this one
+    about 4% faster again (best of 12 interleaved sweeps: 0.321 s against 0.335 s),
+    as autograd's backward of it took a dozen small operations a step.
+    """
+
+    @staticmethod
+    def forward(ctx, out, y):
+        e, total, top = _softmax_parts(out)
+        ctx.save_for_backward(e, total, y)
+        return (total.log() + top - out.gather(-1, y[..., None]))[..., 0].mean(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        e, total, y = ctx.saved_tensors
+        return _cross_entropy_grad(e, total, y, g / e.shape[1]), None
 
 
 def _per_model(value, k, name):
@@ -115,13 +195,26 @@ class StackedMLP(nn.Module):
             m, v = mean, var
         return (h - m) * torch.rsqrt(v + 1e-5) * self.gammas[i] + self.betas[i]
 
-    def forward(self, x):
+    def forward(self, x, scratch=None):
+        """The K models' scores ``(K, N, out)``. ``scratch``, a dict, is for passes
+        without gradients over many chunks (``sweep``'s evaluation): the hidden layers
+        write into its tensors, reused while their shapes hold, instead of into fresh
+        memory for every chunk. Fresh memory of that size (2 MB) is a page fault per
+        4 kB on first touch; evaluating 2,500 examples for the benchmark MLP took
+        11.4 ms with reuse against 12.5 ms without (best of 40, interleaved)."""
         if x.ndim not in (2, 3) or x.shape[-1] != self.in_dim:
             raise ValueError(f"StackedMLP expects {self.in_dim} features, got {tuple(x.shape)}")
         h = x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
         last = len(self.weights) - 1
+        reuse = scratch is not None and not torch.is_grad_enabled()
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
+            if reuse and i < last and not _narrow(w):
+                shape = (self.k, h.shape[1], w.shape[2])
+                if i not in scratch or scratch[i].shape != shape:
+                    scratch[i] = h.new_empty(shape)
+                h = torch.baddbmm(b, h, w, out=scratch[i])
+            else:
+                h = affine(h, w, b)
             if i == last:
                 break
             if self.batchnorm:
@@ -131,6 +224,44 @@ class StackedMLP(nn.Module):
                 keep = 1 - self.p[:, None, None]
                 h = h * (torch.rand_like(h) < keep) / keep
         return h
+
+    @property
+    def plain(self):
+        """Neither batch norm nor dropout: ``cross_entropy_grads`` applies."""
+        return not self.batchnorm and not self.any_dropout
+
+    @torch.no_grad()
+    def cross_entropy_grads(self, x, y, grads):
+        """Write the gradients of the K models' mean cross-entropy on the batch
+        ``(x, y)`` into ``grads`` (one tensor per parameter, ``parameters()`` order),
+        with the backward pass written out, for a ``plain`` stack in training.
+
+        The operations are autograd's for ``forward`` and ``CrossEntropy``, in the
+        same order, so the gradients are identical (``tests/test_sweep.py`` checks
+        a sweep bit for bit); what goes is autograd's bookkeeping (the backward of
+        one small matmul alone costs about 30 us on 2 cores). The sweep of
+        ``benchmarks/roofline.py`` took 0.282 s against 0.338 s with autograd
+        (best of 12 interleaved pairs; median ratio of the pairs 0.88).
+        """
+        if not self.plain:
+            raise ValueError("cross_entropy_grads is for stacks without batch norm or dropout")
+        h = x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
+        inputs, last = [], len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            inputs.append(h)
+            h = affine(h, w, b)
+            if i < last:
+                h = torch.relu_(h)
+        y = y.expand(self.k, -1) if y.ndim == 1 else y
+        e, total, _ = _softmax_parts(h)
+        scale = torch.ones(self.k, device=h.device, dtype=h.dtype) / h.shape[1]
+        g = _cross_entropy_grad(e, total, y, scale)
+        for i in range(last, -1, -1):
+            a, w = inputs[i], self.weights[i]
+            grads[i].copy_(torch.bmm(g.mT, a).mT if _narrow(w) else torch.bmm(a.mT, g))
+            torch.sum(g, 1, keepdim=True, out=grads[len(self.weights) + i])
+            if i:  # ReLU's backward: zero where its output was not positive
+                g = torch.ops.aten.threshold_backward(torch.bmm(g, w.mT), a, 0)
 
     def unstack(self, index, template):
         """Copy model ``index``'s weights into ``template`` (an MLP of the same shape)."""
@@ -146,95 +277,3 @@ class StackedMLP(nn.Module):
                 bn.running_mean.copy_(getattr(self, f"mean{i}")[index, 0])
                 bn.running_var.copy_(getattr(self, f"var{i}")[index, 0])
         return template
-
-
-def flatten(params):
-    """Move the K models' parameters into one (K, P) buffer, each parameter a view of
-    its columns, so that an optimizer step is a handful of operations on one
-    tensor instead of a handful per parameter tensor. Returns the buffer and a
-    gradient buffer laid out the same way, with the views into it."""
-    k, sizes = params[0].shape[0], [p[0].numel() for p in params]
-    flat = params[0].new_empty(k, sum(sizes))
-    grad = torch.zeros_like(flat)
-    views, off = [], 0
-    with torch.no_grad():
-        for p, n in zip(params, sizes):
-            view = flat[:, off:off + n].view(p.shape)
-            view.copy_(p)
-            p.data = view
-            views.append(grad[:, off:off + n].view(p.shape))
-            off += n
-    return flat, grad, views
-
-
-class Optimizer:
-    """torch.optim's SGD, Adam or AdamW on the flat (K, P) parameters ``p`` with
-    gradients ``g``, each model with its own learning rate and weight decay.
-
-    On CPU, CUDA and MPS a step calls the fused kernels that ``torch.optim`` runs
-    with ``fused=True`` (as ``fit`` does), once for each group of models that
-    share a learning rate and weight decay: one pass over memory per group.
-    Elsewhere it applies the same update rules with tensor operations.
-    """
-
-    (b1, b2), eps = ADAM_BETAS, ADAM_EPS
-
-    def __init__(self, p, g, config, fused=None):
-        self.p, self.g, self.config, self.t = p, g, config, 0
-        self.fused = p.device.type in ("cpu", "cuda", "mps") if fused is None else fused
-        self.step_count = torch.zeros((), dtype=torch.float32, device=p.device)
-        if config.optimizer == "sgd":
-            self.buf = torch.zeros_like(p) if config.momentum > 0 else None
-        else:
-            self.m, self.v = torch.zeros_like(p), torch.zeros_like(p)
-
-    def set_rates(self, lr, wd):
-        """Per-model (K,) learning rates and decays for the steps to come (one host
-        sync); a model with learning rate 0 is left alone."""
-        self.lr, self.wd = lr[:, None], wd[:, None]
-        self.decay = bool((wd > 0).any())
-        groups = {}
-        for j, (a, b) in enumerate(zip(lr.tolist(), wd.tolist())):
-            if a > 0:
-                groups.setdefault((a, b), []).append(j)
-        state = [self.buf] if self.config.optimizer == "sgd" else [self.m, self.v]
-        self.groups = [(a, b, [[t[j] for j in rows] for t in [self.p, self.g] + state
-                               if t is not None])
-                       for (a, b), rows in groups.items()]
-
-    def step(self):
-        self.t += 1
-        if self.fused:
-            self._fused_step()
-        elif self.config.optimizer == "sgd":
-            self._sgd_step()
-        else:
-            self._adam_step()
-
-    def _fused_step(self):
-        if self.config.optimizer != "sgd":
-            self.step_count.add_(1)
-        for lr, wd, (p, g, *state) in self.groups:
-            fused_update(self.config, p, g, state or [[]], lr, wd, self.step_count)
-
-    def _sgd_step(self):
-        p, g, lr = self.p, self.g, self.lr
-        if self.decay:
-            g.addcmul_(p, self.wd)
-        if self.buf is not None:  # from zero: momentum * 0 + g = g exactly on the first step
-            g = self.buf.mul_(self.config.momentum).add_(g)
-        p.addcmul_(g, lr, value=-1)
-
-    def _adam_step(self):
-        p, g, m, v, t = self.p, self.g, self.m, self.v, self.t
-        if self.decay:
-            if self.config.optimizer == "adamw":
-                p.mul_(1 - self.lr * self.wd)
-            else:
-                g.addcmul_(p, self.wd)
-        m.lerp_(g, 1 - self.b1)
-        v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-        # p -= step * m / denom, step = lr / (1 - b1^t) per model, in place (lr 0: no step);
-        # the denominator is built in g's memory, which this step no longer needs
-        denom = torch.sqrt(v, out=g).div_(math.sqrt(1 - self.b2 ** t)).add_(self.eps)
-        p.addcdiv_(m, denom.div_(self.lr / (1 - self.b1 ** t)), value=-1)

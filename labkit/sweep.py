@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import stacked
+from . import optim, stacked
 from .runtime import generator, no_host_sync
-from .stacked import Optimizer, StackedMLP, _per_model, flatten
+from .optim import Optimizer, flatten
+from .stacked import CrossEntropy, StackedMLP, _per_model
 from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
 from .vmapped import StackedModel
 
@@ -149,18 +150,15 @@ def _losses(out, y, loss):
     if y.ndim == (1 if loss is F.cross_entropy else 2):  # shared by all models
         y = y.expand(k, *y.shape)
     if loss is F.cross_entropy:
-        # -log softmax(out)[y] = logsumexp(out) - out[y]: F.cross_entropy to rounding;
-        # F.log_softmax is slow on CPU over a short class axis, and this form made the
-        # sweep of benchmarks/roofline.py about 7% faster
-        return (torch.logsumexp(out, -1) - out.gather(-1, y[..., None])[..., 0]).mean(1)
+        return CrossEntropy.apply(out, y)
     return F.mse_loss(out, y.expand_as(out), reduction="none").reshape(k, -1).mean(1)
 
 
-def _forward(model, x, e):
+def _forward(model, x, e, scratch=None):
     """The K models' outputs; ``x`` has ``e`` axes per example, K first if per model."""
     if isinstance(model, StackedModel):
         return model(x, per_model=x.ndim == e + 2)
-    return model(x)
+    return model(x, scratch)
 
 
 @torch.no_grad()
@@ -171,7 +169,8 @@ def _evaluate(model, x, y, loss, chunk=None, e=1):
     chunk = chunk or max(16, EVAL_ROWS // model.k)
     axis = x.ndim - e - 1  # the examples' axis: 0 shared, 1 one set per model
     n = x.shape[axis]
-    out = torch.cat([_forward(model, x.narrow(axis, i, min(chunk, n - i)), e)
+    scratch = {}  # the hidden layers' memory, reused from chunk to chunk
+    out = torch.cat([_forward(model, x.narrow(axis, i, min(chunk, n - i)), e, scratch)
                      for i in range(0, n, chunk)], -2)
     model.train(was)
     if y.ndim == (1 if loss is F.cross_entropy else 2):
@@ -245,7 +244,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     val_x = prep(val.x)
     params = list(model.parameters())
     flat, flat_grad, grad_views = flatten(params)
-    opt = Optimizer(flat, flat_grad, config, fused=stacked.FUSED)
+    opt = Optimizer(flat, flat_grad, config, fused=optim.FUSED)
+    # a plain stacked MLP with hard labels and no penalty: its backward pass written out
+    # (the same gradients, bit for bit, without autograd's bookkeeping)
+    written_out = mlp and model.plain and loss is F.cross_entropy and \
+        config.penalty is None and stacked.WRITTEN_OUT
     g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     active = torch.ones(k, dtype=torch.bool, device=dev)
     best = torch.full((k,), math.inf, device=dev)
@@ -273,12 +276,16 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 if config.transform is not None:
                     x, y = config.transform(x, y, g)
                     x = _own_batch(x, k, "transform", e)
-                per_model = _losses(_forward(model, x, e), y, loss)
-                if config.penalty is not None:
-                    per_model = per_model + config.penalty(model)
-                grads = torch.autograd.grad(per_model.sum(), params)
+                if written_out and not y.is_floating_point():
+                    model.cross_entropy_grads(x, y, grad_views)
+                else:
+                    per_model = _losses(_forward(model, x, e), y, loss)
+                    if config.penalty is not None:
+                        per_model = per_model + config.penalty(model)
+                    grads = torch.autograd.grad(per_model.sum(), params)
+                    with torch.no_grad():
+                        torch._foreach_copy_(grad_views, grads)
                 with torch.no_grad():
-                    torch._foreach_copy_(grad_views, grads)
                     opt.step()
                     if config.after_step is not None:
                         config.after_step(model, step_lr)

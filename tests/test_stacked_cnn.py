@@ -226,12 +226,12 @@ def test_divergence_stops_only_that_cnn(small_mnist1d):
 def test_fused_and_plain_optimizer_steps_agree_on_cnns(small_mnist1d, optimizer, monkeypatch):
     # flatten() on a StackedModel's parameters, stepped by the fused kernels and by the
     # tensor-operation fallback (devices without them)
-    import labkit.stacked as stacked_module
+    import labkit.optim as optim_module
 
     cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2, lr=3e-3)
     runs = []
     for fused in (True, False):
-        monkeypatch.setattr(stacked_module, "FUSED", fused)
+        monkeypatch.setattr(optim_module, "FUSED", fused)
         model = StackedModel(cnns(2, batchnorm=True))
         runs.append((sweep_fit(model, small_mnist1d, cfg, weight_decay=[0.0, 1e-2]), model))
     (a, ma), (b, mb) = runs

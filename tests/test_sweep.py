@@ -174,19 +174,106 @@ def test_grid_shapes_the_history_and_sel_picks_by_name(small_mnist1d):
         sweep_fit(stack, small_mnist1d, CFG, grid=Grid(seed=[0, 1]))
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_fused_and_plain_optimizer_steps_agree(small_mnist1d, optimizer, monkeypatch):
-    # the fused kernels (CPU, CUDA, MPS) and the tensor-operation fallback (other devices)
-    import labkit.stacked as stacked_module
+def test_fused_and_plain_optimizer_steps_agree(small_mnist1d, optimizer, shared, monkeypatch):
+    # the fused kernels (CPU, CUDA, MPS) and the tensor-operation fallback (other devices);
+    # the fused kernels run on groups of rows, or on the whole buffer when every model
+    # shares one learning rate and decay
+    import labkit.optim as optim_module
 
     cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2)
+    lr, wd = ([3e-3] * 3, [1e-2] * 3) if shared else ([3e-3, 1e-3, 3e-3], [0.0, 1e-2, 1e-2])
     runs = []
     for fused in (True, False):
-        monkeypatch.setattr(stacked_module, "FUSED", fused)
+        monkeypatch.setattr(optim_module, "FUSED", fused)
         stacked = StackedMLP(mlps(3))
-        runs.append((sweep_fit(stacked, small_mnist1d, cfg, lr=[3e-3, 1e-3, 3e-3],
-                               weight_decay=[0.0, 1e-2, 1e-2]), stacked))
+        runs.append((sweep_fit(stacked, small_mnist1d, cfg, lr=lr, weight_decay=wd), stacked))
     (a, ma), (b, mb) = runs
     np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
     for p, q in zip(ma.parameters(), mb.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("width_in,width_out", [(40, 10), (6, 5)])
+def test_stacked_affine_matches_baddbmm_and_its_gradients(shared, width_in, width_out):
+    """``stacked.affine`` computes a narrow layer (40 -> 10 here) transposed, with its
+    own backward: the same values and gradients as ``baddbmm`` and autograd, to
+    rounding, and (in float64) gradients that pass gradcheck and gradgradcheck."""
+    from labkit.stacked import _narrow, affine
+    assert _narrow(torch.empty(3, width_in, width_out)) == ((width_in, width_out) == (40, 10))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, width_in, generator=g)
+    h = x.expand(2, -1, -1) if shared else torch.randn(2, 3, width_in, generator=g,
+                                                      requires_grad=True)
+    w = torch.randn(2, width_in, width_out, generator=g, requires_grad=True)
+    b = torch.randn(2, 1, width_out, generator=g, requires_grad=True)
+    up = torch.randn(2, 3, width_out, generator=g)
+    out, ref = affine(h, w, b), torch.baddbmm(b, h, w)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    inputs = [t for t in (h, w, b) if t.requires_grad]
+    got = torch.autograd.grad(out, inputs, up)
+    want = torch.autograd.grad(ref, inputs, up)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+    double = [t.detach().double().requires_grad_(t.requires_grad) for t in (h, w, b)]
+    assert torch.autograd.gradcheck(affine, double)
+    assert torch.autograd.gradgradcheck(affine, double)
+
+
+def test_sweep_cross_entropy_matches_torch_and_its_gradient():
+    """The sweep's cross-entropy, with its gradient written out, against
+    ``F.cross_entropy`` per model: values and gradients to rounding, also for
+    scores far from zero, and gradcheck in float64."""
+    from torch.nn import functional as F
+
+    from labkit.sweep import _losses
+    g = torch.Generator().manual_seed(0)
+    for scale in (1.0, 1e3):
+        out = (scale * torch.randn(3, 7, 5, generator=g)).requires_grad_()
+        y = torch.randint(0, 5, (7,), generator=g)
+        got = _losses(out, y, F.cross_entropy)
+        want = torch.stack([F.cross_entropy(o, y) for o in out])
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        up = torch.rand(3, generator=g)
+        torch.testing.assert_close(torch.autograd.grad(got, out, up)[0],
+                                   torch.autograd.grad(want, out, up)[0], rtol=1e-5, atol=1e-6)
+    per_model = torch.randint(0, 5, (3, 7), generator=g)
+    double = out.detach().double().div(1e3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda o: _losses(o, per_model, F.cross_entropy), [double])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, optimizer,
+                                                             monkeypatch):
+    """A plain stack (no batch norm, dropout or penalty) with hard labels trains with
+    ``StackedMLP.cross_entropy_grads``, its backward pass written out; the weights and
+    curves are identical to autograd's, with a narrow class layer (32 -> 10) and a
+    wide one (8 -> 64), a batch per model (augment) and models on their own data."""
+    import labkit.stacked as stacked_module
+    calls = []
+    written = StackedMLP.cross_entropy_grads
+    monkeypatch.setattr(StackedMLP, "cross_entropy_grads",
+                        lambda self, *a: (calls.append(1), written(self, *a))[1])
+    scales = torch.tensor([1.0, -1.0, 0.5])[:, None, None]
+    cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2,
+                              augment=lambda x, g: x.expand(3, -1, -1) * scales)
+    index = torch.randint(0, 600, (3, 500), generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for written_out in (True, False):
+        monkeypatch.setattr(stacked_module, "WRITTEN_OUT", written_out)
+        for hidden in [(32, 32), (8,)]:
+            stacked = StackedMLP(mlps(3, hidden=hidden, out=10 if hidden[-1] == 32 else 64))
+            h = sweep_fit(stacked, small_mnist1d, cfg, lr=[cfg.lr, cfg.lr / 2, cfg.lr * 2],
+                          train_index=index)
+            runs[written_out, hidden] = h, [p.detach().clone() for p in stacked.parameters()]
+        assert bool(calls) == written_out
+        calls.clear()
+    for hidden in [(32, 32), (8,)]:
+        (a, pa), (b, pb) = runs[True, hidden], runs[False, hidden]
+        np.testing.assert_array_equal(a.train_loss, b.train_loss)
+        np.testing.assert_array_equal(a.val_acc, b.val_acc)
+        for p, q in zip(pa, pb):
+            assert torch.equal(p, q)
