@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __all__ = ["PROFILES", "profile", "pick", "device", "seed_base", "seed", "seeds", "generator",
-           "seed_all", "no_host_sync"]
+           "seed_all", "seeded", "no_host_sync"]
 
 PROFILES = ("ci", "default", "full")
 
@@ -94,6 +94,16 @@ def seed_all(local: int = 0) -> torch.Generator:
     np.random.seed(actual)
     torch.manual_seed(actual)
     return generator(local)
+
+
+def seeded(build, seeds):
+    """``build()`` once per local seed, each after ``seed_all(seed)``: model j starts from
+    the weights a separate run seeded with ``seeds[j]`` would use."""
+    models = []
+    for local in seeds:
+        seed_all(local)
+        models.append(build())
+    return models
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .models import MLP, check_dropout
-from .runtime import seed_all
+from .runtime import seeded
 
 __all__ = ["StackedMLP", "CrossEntropy", "affine"]
 
@@ -170,11 +170,7 @@ class StackedMLP(nn.Module):
     def from_seeds(cls, build, seeds, dropout=0.0):
         """Stack ``build()`` called once per local seed, each after ``seed_all(seed)``:
         model j starts from the weights a separate run seeded with ``seeds[j]`` would use."""
-        models = []
-        for seed in seeds:
-            seed_all(seed)
-            models.append(build())
-        return cls(models, dropout=dropout)
+        return cls(seeded(build, seeds), dropout=dropout)
 
     @classmethod
     def from_grid(cls, build, grid):

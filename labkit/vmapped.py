@@ -33,7 +33,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from .models import CNN
-from .runtime import seed_all
+from .runtime import seed_all, seeded
 
 __all__ = ["StackedModel"]
 
@@ -173,11 +173,7 @@ class StackedModel(nn.Module):
     def from_seeds(cls, build, seeds, example_ndim=None, fold=None):
         """Stack ``build()`` called once per local seed, each after ``seed_all(seed)``:
         model j starts from the weights a separate run seeded with ``seeds[j]`` would use."""
-        models = []
-        for seed in seeds:
-            seed_all(seed)
-            models.append(build())
-        return cls(models, example_ndim=example_ndim, fold=fold)
+        return cls(seeded(build, seeds), example_ndim=example_ndim, fold=fold)
 
     @classmethod
     def from_grid(cls, build, grid, example_ndim=None, fold=None):

@@ -69,3 +69,12 @@ def test_bad_seed_base_is_a_clear_error(monkeypatch, value):
     monkeypatch.setenv("LABKIT_SEED", value)
     with pytest.raises(ValueError, match="LABKIT_SEED"):
         seed(0)
+
+
+def test_seeded_builds_each_model_after_seeding_it():
+    from labkit.runtime import seed_all, seeded
+    models = seeded(lambda: torch.nn.Linear(3, 2), [4, 7])
+    seed_all(7)
+    again = torch.nn.Linear(3, 2)
+    assert torch.equal(models[1].weight, again.weight)
+    assert not torch.equal(models[0].weight, models[1].weight)
