@@ -21,7 +21,6 @@ section has the profiles. Its optimizer is in ``labkit.optim``.
 """
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .models import MLP, check_dropout
 from .runtime import seeded
@@ -62,19 +61,27 @@ class _Affine(torch.autograd.Function):
     """``affine`` with its gradients laid out the same way. Autograd's own backward of
     the transposed product hands the layer below a transposed gradient, on which
     the ReLU's backward ran 5x slower, and computes the weight gradient in the
-    slow layout. The backward is made of differentiable operations, so double
-    backward works; ``tests/test_sweep.py`` checks both against autograd's."""
+    slow layout. The backward is made of differentiable operations on the inputs,
+    so double backward and ``torch.func`` work; ``tests/test_sweep.py`` checks
+    them against autograd's."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, h, w, b):
-        ctx.save_for_backward(h, w)
+    def forward(h, w, b):
         return _transposed(h, w, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:2])
 
     @staticmethod
     def backward(ctx, g):
         h, w = ctx.saved_tensors
-        gh = torch.bmm(g, w.mT) if ctx.needs_input_grad[0] else None
-        return gh, torch.bmm(g.mT, h).mT, g.sum(1, keepdim=True)
+        need = ctx.needs_input_grad
+        return (torch.bmm(g, w.mT) if need[0] else None,
+                torch.bmm(g.mT, h).mT if need[1] else None,
+                g.sum(1, keepdim=True) if need[2] else None)
 
 
 def _softmax_parts(out):
@@ -99,20 +106,26 @@ class CrossEntropy(torch.autograd.Function):
     ``F.log_softmax`` is slow on CPU over a short class axis; the logsumexp form
     was about 7% faster on the sweep of ``benchmarks/roofline.py``, and this one
     about 4% faster again (best of 12 interleaved sweeps: 0.321 s against 0.335 s),
-    as autograd's backward of it took a dozen small operations a step.
+    as autograd's backward of it took a dozen small operations a step. When the
+    backward is itself differentiated (``create_graph=True``, e.g. a gradient
+    penalty), the gradient is built from ``softmax(out)`` with differentiable
+    operations instead.
     """
 
     @staticmethod
     def forward(ctx, out, y):
         e, total, top = _softmax_parts(out)
-        ctx.save_for_backward(e, total, y)
+        ctx.save_for_backward(out, y, e, total)
         return (total.log() + top - out.gather(-1, y[..., None]))[..., 0].mean(1)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
-        e, total, y = ctx.saved_tensors
-        return _cross_entropy_grad(e, total, y, g / e.shape[1]), None
+        out, y, e, total = ctx.saved_tensors
+        scale = g / out.shape[1]
+        if torch.is_grad_enabled():  # differentiable, for a second derivative
+            onehot = torch.zeros_like(out).scatter_(-1, y[..., None], 1.0)
+            return (torch.softmax(out, -1) - onehot) * scale[:, None, None], None
+        return _cross_entropy_grad(e, total, y, scale), None
 
 
 def _per_model(value, k, name):
@@ -191,6 +204,12 @@ class StackedMLP(nn.Module):
             m, v = mean, var
         return (h - m) * torch.rsqrt(v + 1e-5) * self.gammas[i] + self.betas[i]
 
+    def _inputs(self, x):
+        """``x`` as (K, N, in): a batch shared by all models, or one per model."""
+        if x.ndim not in (2, 3) or x.shape[-1] != self.in_dim:
+            raise ValueError(f"StackedMLP expects {self.in_dim} features, got {tuple(x.shape)}")
+        return x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
+
     def forward(self, x, scratch=None):
         """The K models' scores ``(K, N, out)``. ``scratch``, a dict, is for passes
         without gradients over many chunks (``sweep``'s evaluation): the hidden layers
@@ -198,15 +217,15 @@ class StackedMLP(nn.Module):
         memory for every chunk. Fresh memory of that size (2 MB) is a page fault per
         4 kB on first touch; evaluating 2,500 examples for the benchmark MLP took
         11.4 ms with reuse against 12.5 ms without (best of 40, interleaved)."""
-        if x.ndim not in (2, 3) or x.shape[-1] != self.in_dim:
-            raise ValueError(f"StackedMLP expects {self.in_dim} features, got {tuple(x.shape)}")
-        h = x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
+        h = self._inputs(x)
         last = len(self.weights) - 1
         reuse = scratch is not None and not torch.is_grad_enabled()
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             if reuse and i < last and not _narrow(w):
                 shape = (self.k, h.shape[1], w.shape[2])
-                if i not in scratch or scratch[i].shape != shape:
+                kept = scratch.get(i)
+                if kept is None or (kept.shape, kept.dtype, kept.device) != \
+                        (shape, h.dtype, h.device):
                     scratch[i] = h.new_empty(shape)
                 h = torch.baddbmm(b, h, w, out=scratch[i])
             else:
@@ -234,14 +253,14 @@ class StackedMLP(nn.Module):
 
         The operations are autograd's for ``forward`` and ``CrossEntropy``, in the
         same order, so the gradients are identical (``tests/test_sweep.py`` checks
-        a sweep bit for bit); what goes is autograd's bookkeeping (the backward of
+        a sweep bit for bit, on CPU); what goes is autograd's bookkeeping (the backward of
         one small matmul alone costs about 30 us on 2 cores). The sweep of
         ``benchmarks/roofline.py`` took 0.282 s against 0.338 s with autograd
         (best of 12 interleaved pairs; median ratio of the pairs 0.88).
         """
         if not self.plain:
             raise ValueError("cross_entropy_grads is for stacks without batch norm or dropout")
-        h = x.unsqueeze(0).expand(self.k, -1, -1) if x.ndim == 2 else x
+        h = self._inputs(x)
         inputs, last = [], len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             inputs.append(h)

@@ -12,7 +12,9 @@ import time
 import warnings
 
 import torch
+from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from . import optim, stacked
 from .grid import Grid, SweepHistory, history
@@ -142,10 +144,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     params = list(model.parameters())
     flat, flat_grad, grad_views = flatten(params)
     opt = Optimizer(flat, flat_grad, config, fused=optim.FUSED)
-    # a plain stacked MLP with hard labels and no penalty: its backward pass written out
-    # (the same gradients, bit for bit, without autograd's bookkeeping)
-    written_out = mlp and model.plain and loss is F.cross_entropy and \
-        config.penalty is None and stacked.WRITTEN_OUT
+    written_out = _written_out(model, config, loss, params)
     g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     active = torch.ones(k, dtype=torch.bool, device=dev)
     best = torch.full((k,), math.inf, device=dev)
@@ -228,6 +227,23 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
             for keep, b in zip(best_buffers, model.buffers()):
                 b.copy_(keep)
     return history(curves, best_epoch, start, diverged_at, grid)
+
+
+def _written_out(model, config, loss, params):
+    """Whether a step may take ``StackedMLP.cross_entropy_grads``, the backward pass
+    written out (the same gradients, bit for bit, without autograd's bookkeeping):
+    a plain stack, the cross-entropy on hard labels (checked per batch), no penalty,
+    every parameter trained, and nothing that changes the forward pass (hooks,
+    parametrizations, a subclass's own ``forward``)."""
+    if not (isinstance(model, StackedMLP) and model.plain and stacked.WRITTEN_OUT):
+        return False
+    hooks = [model._forward_hooks, model._forward_pre_hooks,
+             nn.modules.module._global_forward_hooks,
+             nn.modules.module._global_forward_pre_hooks]
+    return (loss is F.cross_entropy and config.penalty is None
+            and all(p.requires_grad for p in params) and not any(hooks)
+            and type(model).forward is StackedMLP.forward
+            and not any(parametrize.is_parametrized(m) for m in model.modules()))
 
 
 def _check_stacked(model, data):

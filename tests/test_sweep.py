@@ -184,11 +184,17 @@ def test_fused_and_plain_optimizer_steps_agree(small_mnist1d, optimizer, shared,
 
     cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2)
     lr, wd = ([3e-3] * 3, [1e-2] * 3) if shared else ([3e-3, 1e-3, 3e-3], [0.0, 1e-2, 1e-2])
+    shapes = []
+    fused_update = optim_module.fused_update
+    monkeypatch.setattr(optim_module, "fused_update", lambda config, params, *a: (
+        shapes.append(tuple(params[0].shape)), fused_update(config, params, *a)))
     runs = []
     for fused in (True, False):
         monkeypatch.setattr(optim_module, "FUSED", fused)
         stacked = StackedMLP(mlps(3))
         runs.append((sweep_fit(stacked, small_mnist1d, cfg, lr=lr, weight_decay=wd), stacked))
+    # one rate: the whole (K, P) buffer; several: each group's rows
+    assert shapes and all(len(s) == (2 if shared else 1) for s in shapes)
     (a, ma), (b, mb) = runs
     np.testing.assert_allclose(a.val_loss, b.val_loss, rtol=1e-4)
     for p, q in zip(ma.parameters(), mb.parameters()):
@@ -258,22 +264,90 @@ def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, opti
     monkeypatch.setattr(StackedMLP, "cross_entropy_grads",
                         lambda self, *a: (calls.append(1), written(self, *a))[1])
     scales = torch.tensor([1.0, -1.0, 0.5])[:, None, None]
-    cfg = dataclasses.replace(CFG, optimizer=optimizer, epochs=2,
+    own = dataclasses.replace(CFG, optimizer=optimizer, epochs=2,
                               augment=lambda x, g: x.expand(3, -1, -1) * scales)
     index = torch.randint(0, 600, (3, 500), generator=torch.Generator().manual_seed(0))
+    cases = {  # each model its own batch, data and rate; or one shared batch and rate
+        "own": (own, dict(lr=[own.lr, own.lr / 2, own.lr * 2], train_index=index)),
+        "shared": (dataclasses.replace(own, augment=None), {}),
+    }
     runs = {}
     for written_out in (True, False):
         monkeypatch.setattr(stacked_module, "WRITTEN_OUT", written_out)
         for hidden in [(32, 32), (8,)]:
-            stacked = StackedMLP(mlps(3, hidden=hidden, out=10 if hidden[-1] == 32 else 64))
-            h = sweep_fit(stacked, small_mnist1d, cfg, lr=[cfg.lr, cfg.lr / 2, cfg.lr * 2],
-                          train_index=index)
-            runs[written_out, hidden] = h, [p.detach().clone() for p in stacked.parameters()]
+            for case, (cfg, kwargs) in cases.items():
+                stacked = StackedMLP(mlps(3, hidden=hidden, out=10 if hidden[-1] == 32 else 64))
+                h = sweep_fit(stacked, small_mnist1d, cfg, **kwargs)
+                runs[written_out, hidden, case] = h, [p.detach().clone()
+                                                      for p in stacked.parameters()]
         assert bool(calls) == written_out
         calls.clear()
-    for hidden in [(32, 32), (8,)]:
-        (a, pa), (b, pb) = runs[True, hidden], runs[False, hidden]
+    for key in [(h, c) for h in [(32, 32), (8,)] for c in cases]:
+        (a, pa), (b, pb) = runs[(True, *key)], runs[(False, *key)]
         np.testing.assert_array_equal(a.train_loss, b.train_loss)
         np.testing.assert_array_equal(a.val_acc, b.val_acc)
         for p, q in zip(pa, pb):
             assert torch.equal(p, q)
+
+
+def test_written_out_backward_only_where_autograd_would_agree(small_mnist1d):
+    """Frozen parameters, forward hooks, parametrizations, subclasses and penalties
+    take autograd; a wrong input width gives the same clear error either way."""
+    import torch.nn.functional as F
+    from torch.nn.utils import parametrize
+
+    from labkit.sweep import _written_out
+
+    def ok(model, config=CFG):
+        return _written_out(model, config, F.cross_entropy, list(model.parameters()))
+
+    assert ok(StackedMLP(mlps(2)))
+    assert not ok(StackedMLP(mlps(2)), dataclasses.replace(CFG, penalty=lambda m: 0.0))
+    assert not ok(StackedMLP(mlps(2), dropout=0.5))
+    assert not ok(StackedMLP(mlps(2, batchnorm=True)))
+    frozen = StackedMLP(mlps(2))
+    frozen.weights[0].requires_grad_(False)
+    assert not ok(frozen)
+    hooked = StackedMLP(mlps(2))
+    hooked.register_forward_pre_hook(lambda m, args: None)
+    assert not ok(hooked)
+
+    class Own(StackedMLP):
+        def forward(self, x, scratch=None):
+            return super().forward(x, scratch)
+
+    assert not ok(Own(mlps(2)))
+    tied = StackedMLP(mlps(2))
+    parametrize.register_parametrization(tied.weights, "0", torch.nn.Identity())
+    assert not ok(tied)
+    with pytest.raises(ValueError, match="expects 39 features"):
+        sweep_fit(StackedMLP(mlps(2, inp=39)), small_mnist1d, CFG)
+
+
+def test_second_derivatives_through_the_sweep_loss_and_torch_func():
+    """A gradient penalty differentiates the loss's backward: the sweep's cross-entropy
+    and the narrow layer give F.cross_entropy's second derivatives; torch.func.grad
+    runs through the stack."""
+    from torch.nn import functional as F
+
+    from labkit.sweep import _losses
+    torch.manual_seed(0)
+    stacked = StackedMLP(mlps(2, hidden=(32,))).double()
+    x, y = torch.randn(5, 40, dtype=torch.float64), torch.randint(0, 10, (5,))
+    params = list(stacked.parameters())
+
+    def penalty_grads(loss_of):
+        g = torch.autograd.grad(loss_of(stacked(x)).sum(), params, create_graph=True)
+        return torch.autograd.grad(sum(t.pow(2).sum() for t in g), params)
+
+    ours = penalty_grads(lambda out: _losses(out, y, F.cross_entropy))
+    ref = penalty_grads(lambda out: torch.stack([F.cross_entropy(o, y) for o in out]))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+    names = [n for n, _ in stacked.named_parameters()]
+    state = {n: p.detach() for n, p in stacked.named_parameters()}
+    loss = lambda st: torch.func.functional_call(stacked, st, (x,)).logsumexp(-1).sum()  # noqa: E731
+    grads = torch.func.grad(loss)(state)
+    want = torch.autograd.grad(stacked(x).logsumexp(-1).sum(), params)
+    for n, b in zip(names, want):
+        torch.testing.assert_close(grads[n], b)
