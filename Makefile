@@ -2,18 +2,23 @@
 #   make book   virtual environment, install, execute every lab, build the site
 #   make test   unit tests, every lab re-executed (nbval), the site built and checked in Chromium
 #   make robust every lab at a third seed base, portable kernels, one thread
+# Seed bases: the site (make book) at LABKIT_SEED (default 0), nbval at 1, robust at 2.
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PROFILE ?= default
-BUILD   := _build/$(PROFILE)
+# One build folder per profile and seed base: jupyter-cache keys executed labs by their
+# content only, so a build at another seed base must not reuse this one's outputs.
+BUILD   := _build/$(PROFILE)$(if $(filter-out 0,$(LABKIT_SEED)),-seed$(LABKIT_SEED))
+HTML    := $(BUILD)/_build/html/index.html
+SOURCES := $(wildcard *.md *.yml *.bib chapters/*.md labs/*.ipynb labkit/*.py _ext/*.py _static/*)
 STAMP   := $(VENV)/.installed
 # jupyter-cache keys executed labs by notebook content only; a change to labkit must re-run them
 LABKIT_HASH := $(shell cat labkit/*.py | cksum | cut -d' ' -f1)
 # The lab kernels and pytest run with outbound network refused (loopback allowed).
 OFFLINE := PYTHONPATH=$(CURDIR)/tests/offline
 
-.PHONY: book test unit labs site robust e2e bench clean venv chromium
+.PHONY: book test unit labs site robust e2e bench course-time clean venv chromium
 
 venv: $(STAMP)
 
@@ -26,7 +31,7 @@ book: $(STAMP)
 	rm -rf $(BUILD)/_build/html $(BUILD)/_build/.doctrees  # no stale pages; executed labs stay cached
 	@test -f $(BUILD)/.labkit-$(LABKIT_HASH) || { rm -rf $(BUILD)/_build/.jupyter_cache $(BUILD)/.labkit-*; \
 	  mkdir -p $(BUILD) && touch $(BUILD)/.labkit-$(LABKIT_HASH); }
-	LABKIT_PROFILE=$(PROFILE) LABKIT_STATIC=1 TQDM_DISABLE=1 \
+	LABKIT_PROFILE=$(PROFILE) LABKIT_SEED=$(or $(LABKIT_SEED),0) LABKIT_STATIC=1 TQDM_DISABLE=1 \
 	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
 	@echo "site: $(BUILD)/_build/html/index.html"
 
@@ -35,25 +40,37 @@ test: unit labs site
 unit: $(STAMP)
 	$(OFFLINE) LABKIT_PROFILE=ci $(BIN)/python -m pytest -q tests --ignore=tests/test_site.py
 
-# nbval re-executes every lab under ci at seed base 1; the ci site build (make site)
-# executes them at seed base 0, so make test runs every claim at two seed bases.
+# nbval re-executes every lab under ci at seed base 1; the site (make book) executes them
+# at seed base 0, so make test runs every claim at two seed bases. Labs run side by side,
+# one per core, each on one thread (two processes with two threads each on two cores
+# slow each other down many times; one thread each does not).
+NBVAL := $(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax
 labs: $(STAMP)
-	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 $(BIN)/python -m pytest -q --nbval-lax labs
+	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 OMP_NUM_THREADS=1 $(NBVAL) labs
 
 # Every lab under ci at a third seed base, with PyTorch's portable CPU kernels and one
 # thread. With make test (seed bases 0 and 1), a claim tuned to one machine fails here.
 robust: $(STAMP)
 	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=2 ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 \
-	  $(BIN)/python -m pytest -q --nbval-lax labs
+	  $(NBVAL) labs
 
-site: chromium
-	$(MAKE) book PROFILE=ci
-	$(OFFLINE) LABKIT_PROFILE=ci SITE=_build/ci/_build/html $(BIN)/python -m pytest -q tests/test_site.py
+# The site make book builds (PROFILE, default `default`), checked in Chromium; built
+# first only if it is missing or older than a source, so after `make book` nothing
+# executes twice.
+$(HTML): $(SOURCES) $(STAMP)
+	$(MAKE) book
+
+site: chromium $(HTML)
+	$(OFFLINE) SITE=$(BUILD)/_build/html $(BIN)/python -m pytest -q tests/test_site.py
 
 chromium: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  sudo sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+
+# Every lab executed as the site build runs it, timed: course_seconds last.
+course-time: $(STAMP)
+	$(OFFLINE) $(BIN)/python benchmarks/course_time.py --profile $(PROFILE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fit_throughput.py

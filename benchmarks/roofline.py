@@ -25,29 +25,39 @@ from labkit.train import FitConfig, fit
 WIDTHS = (40, 128, 128, 10)
 
 
-def best_seconds(f, repeats, inner=1):
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def best_seconds(f, repeats, inner=1, dev=torch.device("cpu")):
     f()  # warm-up: allocator, thread pool, first-call dispatch
     times = []
     for _ in range(repeats):
+        sync(dev)
         t = time.perf_counter()
         for _ in range(inner):
             f()
+        sync(dev)
         times.append((time.perf_counter() - t) / inner)
     return min(times)
 
 
-def gemm_rates(repeats):
-    """Float32 GEMM rates in GFLOP/s: square matmuls, and a batched matmul of the sweep's
-    own hidden-layer shape (K=16 of (64 x 128) @ (128 x 128))."""
+def gemm_rates(repeats, dev):
+    """Float32 GEMM rates in GFLOP/s on ``dev``: square matmuls, and a batched matmul of
+    the sweep's own hidden-layer shape (K=16 of (64 x 128) @ (128 x 128))."""
     rates = {}
-    for n in (512, 1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out = torch.empty(n, n)
-        s = best_seconds(lambda: torch.mm(a, b, out=out), repeats, inner=max(1, 2048 // n))
+    sizes = (512, 1024, 2048) if dev.type == "cpu" else (2048, 4096, 8192)
+    for n in sizes:
+        a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        out = torch.empty(n, n, device=dev)
+        s = best_seconds(lambda: torch.mm(a, b, out=out), repeats,
+                         inner=max(1, sizes[-1] // n), dev=dev)
         rates[f"mm {n}x{n}"] = 2 * n ** 3 / s / 1e9
     k, m, d = 16, 64, 128
-    x, w, bias = torch.randn(k, m, d), torch.randn(k, d, d), torch.randn(k, 1, d)
-    s = best_seconds(lambda: torch.baddbmm(bias, x, w), repeats, inner=200)
+    x, w, bias = (torch.randn(k, m, d, device=dev), torch.randn(k, d, d, device=dev),
+                  torch.randn(k, 1, d, device=dev))
+    s = best_seconds(lambda: torch.baddbmm(bias, x, w), repeats, inner=200, dev=dev)
     rates["baddbmm 16x(64x128 @ 128x128)"] = 2 * k * m * d * d / s / 1e9
     return rates
 
@@ -69,9 +79,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--profile", action="store_true", help="print the sweep's top operators")
     args = ap.parse_args()
-    print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}")
-
     data = mnist1d(2000, 500, 100)
+    dev = data.train.x.device
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else \
+        f"{torch.get_num_threads()} threads"
+    print(f"device: {dev} ({name}), torch {torch.__version__}; float32 "
+          f"(TF32 matmuls {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'})")
     n_train, n_val = len(data.train), len(data.val)
     cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, optimizer="adamw",
                     weight_decay=1e-4, progress=False)
@@ -84,8 +97,10 @@ def main():
     def timed(train, build):
         seed_all(0)
         model = build()  # built outside the timed region
+        sync(dev)
         t = time.perf_counter()
         train(model)
+        sync(dev)
         return time.perf_counter() - t
 
     mlp = lambda: MLP(WIDTHS[0], list(WIDTHS[1:-1]), WIDTHS[-1])  # noqa: E731
@@ -94,13 +109,17 @@ def main():
     single = lambda: timed(lambda m: fit(m, data, cfg), mlp)  # noqa: E731
 
     # The machine's speed drifts (other work on the host, clocks): peak, sweep and fit
-    # are measured in turn, --repeats times, and the best of each is kept.
+    # are measured in turn, --repeats times, and the best of each is kept. Each round's
+    # own fraction (its sweep against its own peak) shows the spread.
     sweep(), single()  # warm-up
-    rates, s_sweep, s_fit = {}, math.inf, math.inf
+    rates, s_sweep, s_fit, rounds = {}, math.inf, math.inf, []
     for _ in range(args.repeats):
-        for name, r in gemm_rates(3).items():
+        now = gemm_rates(3, dev)
+        for name, r in now.items():
             rates[name] = max(r, rates.get(name, 0.0))
-        s_sweep, s_fit = min(s_sweep, sweep()), min(s_fit, single())
+        t_sweep = sweep()
+        s_sweep, s_fit = min(s_sweep, t_sweep), min(s_fit, single())
+        rounds.append(total / t_sweep / 1e9 / max(now.values()))
     for name, r in rates.items():
         print(f"GEMM {name:32s} {r:7.1f} GFLOP/s")
     peak = max(rates.values())
@@ -110,6 +129,10 @@ def main():
           f"{g_sweep:.1f} GFLOP/s ({g_sweep / peak:.2f} of peak)")
     print(f"fit (one model): {total / args.k / 1e9:.2f} GFLOP in {s_fit:.3f} s = "
           f"{g_fit:.1f} GFLOP/s ({g_fit / peak:.2f} of peak)")
+    rounds.sort()
+    print(f"per-round fraction (own sweep / own peak), {len(rounds)} rounds: "
+          f"min {rounds[0]:.2f}, median {rounds[len(rounds) // 2]:.2f}, "
+          f"max {rounds[-1]:.2f}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

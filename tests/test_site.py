@@ -1,6 +1,6 @@
 """The built site, page by page, in headless Chromium.
 
-Run by `make site` after `make book PROFILE=ci`; SITE points at the HTML.
+Run by `make site` (part of `make test`) on the site `make book` built; SITE points at its HTML.
 Screenshots of every page go to _build/screenshots/.
 """
 import functools
@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = (ROOT / os.environ.get("SITE", "_build/ci/_build/html")).resolve()
+SITE = (ROOT / os.environ.get("SITE", "_build/default/_build/html")).resolve()
 SHOTS = ROOT / "_build" / "screenshots"
 PAGES = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
                if "_static" not in p.parts and "_sources" not in p.parts) if SITE.is_dir() else []
@@ -54,7 +54,7 @@ def parse(page):
 @pytest.fixture(scope="module")
 def server():
     if not PAGES:
-        pytest.fail(f"no built site at {SITE}: run `make book PROFILE=ci` first")
+        pytest.fail(f"no built site at {SITE}: run `make book` first")
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
