@@ -103,7 +103,7 @@ def main():
         sync(dev)
         return time.perf_counter() - t
 
-    mlp = lambda: MLP(WIDTHS[0], list(WIDTHS[1:-1]), WIDTHS[-1])  # noqa: E731
+    mlp = lambda: MLP(WIDTHS[0], list(WIDTHS[1:-1]), WIDTHS[-1]).to(dev)  # noqa: E731
     sweep = lambda: timed(lambda m: sweep_fit(m, data, cfg),  # noqa: E731
                           lambda: StackedMLP([mlp() for _ in range(args.k)]))
     single = lambda: timed(lambda m: fit(m, data, cfg), mlp)  # noqa: E731

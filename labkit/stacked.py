@@ -161,7 +161,8 @@ class StackedMLP(nn.Module):
         p = _per_model(dropout, self.k, "dropout")
         for v in p.tolist():
             check_dropout(v)
-        self.register_buffer("p", p)
+        # on the models' device, like every parameter: a stack of GPU models needs no .to()
+        self.register_buffer("p", p.to(next(models[0].parameters()).device))
         self.any_dropout = bool((p > 0).any())  # decided once: no host sync per forward pass
         self.in_dim = models[0].in_dim
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()

@@ -351,3 +351,11 @@ def test_second_derivatives_through_the_sweep_loss_and_torch_func():
     want = torch.autograd.grad(stacked(x).logsumexp(-1).sum(), params)
     for n, b in zip(names, want):
         torch.testing.assert_close(grads[n], b)
+
+
+def test_a_stack_keeps_its_dropout_rates_on_the_models_device():
+    # a stack of GPU models must not need .to(): found on an H200, where the rates stayed
+    # on the CPU; the meta device stands in for the GPU here
+    models = [MLP(4, [3], 2).to("meta") for _ in range(2)]
+    stack = StackedMLP(models, dropout=[0.1, 0.2])
+    assert {t.device.type for t in [*stack.parameters(), *stack.buffers()]} == {"meta"}
