@@ -97,3 +97,17 @@ def test_l1_and_pruning_need_weight_matrices(small_mnist1d):
 
     with pytest.raises(ValueError, match="weight matrices"):
         train_recipes([Recipe(l1=1e-3)], cnn, small_mnist1d, CFG, n_seeds=1)
+
+
+def test_hooked_recipes_stack_apart_and_correct_gives_each_examples_result(small_mnist1d):
+    d = small_mnist1d
+    alone = train_recipes([Recipe(weight_decay=0.1)], build, d, CFG, n_seeds=2)
+    mixed = train_recipes([Recipe(shift=2), Recipe(weight_decay=0.1), Recipe(dropout=0.2)],
+                          build, d, CFG, n_seeds=2)
+    # the shifted and dropout recipes stack apart from the one that needs no hook ...
+    assert len({id(model) for model, _ in mixed.parts.values()}) == 3
+    # ... which trains as it does alone (check: same weights, batches and arithmetic)
+    np.testing.assert_array_equal(mixed.val_acc[1], alone.val_acc[0])
+    right = mixed.correct(d.test)
+    assert right.shape == (3, 2, len(d.test)) and right.dtype == bool
+    np.testing.assert_allclose(right.mean(-1), mixed.accuracy(d.test), atol=1e-6)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from labkit.stats import effect, mean_std
+from labkit.stats import effect, mean_std, paired_bootstrap
 
 
 def test_paired_effect_is_the_mean_difference_over_its_standard_error():
@@ -58,3 +58,30 @@ def test_power_of_ten_writes_prose_numbers():
     assert power_of_ten(0.0) == "0"
     with pytest.raises(ValueError, match="string"):
         glue_text(gap=1e-8)
+
+
+def test_paired_bootstrap_matches_the_standard_error_of_the_mean_difference():
+    rng = np.random.default_rng(1)
+    n = 2000
+    a = rng.random((3, n)) < 0.8                  # 3 runs' right/wrong on n examples
+    b = rng.random((3, n)) < 0.7
+    d = a.mean(0) - b.mean(0)                     # averaged over runs, per example
+    boot = paired_bootstrap(a, b, resamples=4000)
+    assert boot.mean == pytest.approx(a.mean() - b.mean()) and boot.n == n
+    assert boot.se == pytest.approx(d.std() / math.sqrt(n), rel=0.1)
+    assert boot.lo < boot.mean < boot.hi and boot.lo > 0 and boot.z > 3
+    assert paired_bootstrap(a, b, resamples=4000) == boot          # check: seeded
+    alone = paired_bootstrap(a[0])                                 # one accuracy
+    assert alone.mean == pytest.approx(a[0].mean()) and alone.lo < a[0].mean() < alone.hi
+
+
+def test_paired_bootstrap_pairs_the_examples():
+    rng = np.random.default_rng(2)
+    a = rng.random(1000) < 0.75
+    b = a.copy()
+    b[:30] = ~b[:30]                              # b differs from a on 30 examples only
+    paired = paired_bootstrap(a, b)
+    unpaired = math.sqrt(a.var() / 1000 + b.var() / 1000)
+    assert paired.se < unpaired / 3               # shared examples cancel
+    with pytest.raises(ValueError, match="same"):
+        paired_bootstrap(a, b[:500])
