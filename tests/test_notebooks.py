@@ -127,3 +127,13 @@ def test_code_lines_fit_the_page(lab):
             if cell.cell_type == "code"
             for line in cell.source.splitlines() if len(line) > MAX_LINE]
     assert not long, f"{lab.name}: lines over {MAX_LINE} characters:\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("lab", LABS, ids=lambda p: p.name)
+def test_every_figure_cell_gives_its_image_alt_text(lab):
+    # the lab page shows each figure a cell draws; its alt text lives in the cell's
+    # metadata (mystnb.image.alt), or the site test fails on an image without one
+    for cell in read(lab).cells:
+        if cell.cell_type == "code" and re.search(r"\b(glue_figure|explore)\(", cell.source):
+            alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
+            assert alt.strip(), f"{lab.name}: a figure cell has no mystnb.image.alt metadata"
