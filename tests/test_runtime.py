@@ -78,3 +78,21 @@ def test_seeded_builds_each_model_after_seeding_it():
     again = torch.nn.Linear(3, 2)
     assert torch.equal(models[1].weight, again.weight)
     assert not torch.equal(models[0].weight, models[1].weight)
+
+
+def test_importing_labkit_flushes_subnormals_to_zero_in_every_thread():
+    # a fresh process: the setting must be on before torch's thread pool starts, so
+    # that a parallel kernel's worker threads flush too (x86 and Arm CPUs have it)
+    import subprocess
+    import sys
+
+    code = (
+        "import labkit.runtime as r, torch\n"
+        "assert r.FLUSH_DENORMALS\n"
+        "torch.set_num_threads(2)\n"
+        "tiny = torch.full((1 << 20,), 1e-20)\n"
+        "product = tiny * tiny\n"  # 1e-40 is subnormal in float32: flushed to 0
+        "assert float(product.abs().max()) == 0.0, float(product.abs().max())\n"
+        "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
