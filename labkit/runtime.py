@@ -24,8 +24,8 @@ PROFILES = ("ci", "default", "full")
 # A confidently classified example's cross-entropy gradient, softmax - onehot, holds
 # subnormals, and x86 CPUs take a slow path for every multiply that touches one: the
 # hidden layer's weight gradient of the roofline benchmark (K=16 of 128x64 @ 64x128)
-# took 373 us a step in a sweep against 104 us on normal floats, and 2.3 ms when its
-# gradient was all subnormal (2 cores, Intel Xeon, 2026-12-04). Training loses
+# took 104 us on normal floats and 2.3 ms on an all-subnormal gradient, 0.10 ms with
+# flush-to-zero (2 cores, Intel Xeon, 2026-12-04; README, Benchmarks). Training loses
 # nothing a float32 can show. It is set at import, before torch's thread pool starts,
 # because its threads copy the setting when they are created: a process that ran
 # parallel torch work before importing labkit keeps subnormals in those threads.
