@@ -1,5 +1,7 @@
 # Two commands do everything on a fresh machine:
-#   make book   virtual environment, install, execute every lab, build the site
+#   make book   virtual environment, install, execute every lab (side by side, one per core:
+#               tools/execute_labs.py), build the site in
+#               English and in Chinese (zh/, from locale/zh_CN; make book LANGS=en: English only)
 #   make test   unit tests, every lab re-executed (nbval), the site built and checked in Chromium
 #   make robust every lab at a third seed base, portable kernels, one thread
 # Seed bases: the site (make book) at LABKIT_SEED (default 0), nbval at 1, robust at 2.
@@ -11,7 +13,12 @@ PROFILE ?= default
 # content only, so a build at another seed base must not reuse this one's outputs.
 BUILD   := _build/$(PROFILE)$(if $(filter-out 0,$(LABKIT_SEED)),-seed$(LABKIT_SEED))
 HTML    := $(BUILD)/_build/html/index.html
-SOURCES := $(wildcard *.md *.yml *.bib chapters/*.md labs/*.ipynb labkit/*.py _ext/*.py _static/*)
+SOURCES := $(wildcard *.md *.yml *.bib chapters/*.md labs/*.ipynb labkit/*.py _ext/*.py \
+             _ext/templates/* _static/* locale/zh_CN/LC_MESSAGES/*.po locale/zh_CN/LC_MESSAGES/*/*.po)
+# The editions make book builds: en at the site's root, zh in its zh/ folder. The Chinese
+# pages are the English ones with every paragraph swapped for its translation
+# (tools/i18n.py); they glue their numbers from the same executed labs (one cache).
+LANGS   ?= en zh
 STAMP   := $(VENV)/.installed
 # jupyter-cache keys executed labs by notebook content only; a change to labkit must re-run them
 LABKIT_HASH := $(shell cat labkit/*.py | cksum | cut -d' ' -f1)
@@ -27,13 +34,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[book,test]'
 	touch $@
 
+LAB_ENV := LABKIT_PROFILE=$(PROFILE) LABKIT_SEED=$(or $(LABKIT_SEED),0) LABKIT_STATIC=1 TQDM_DISABLE=1
 book: $(STAMP)
-	rm -rf $(BUILD)/_build/html $(BUILD)/_build/.doctrees  # no stale pages; executed labs stay cached
+	rm -rf $(BUILD)/_build/html $(BUILD)/_build/.doctrees $(BUILD)/zh/_build/html \
+	  $(BUILD)/zh/_build/.doctrees  # no stale pages; executed labs stay cached
 	@test -f $(BUILD)/.labkit-$(LABKIT_HASH) || { rm -rf $(BUILD)/_build/.jupyter_cache $(BUILD)/.labkit-*; \
 	  mkdir -p $(BUILD) && touch $(BUILD)/.labkit-$(LABKIT_HASH); }
-	LABKIT_PROFILE=$(PROFILE) LABKIT_SEED=$(or $(LABKIT_SEED),0) LABKIT_STATIC=1 TQDM_DISABLE=1 \
-	  $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
+	$(LAB_ENV) $(BIN)/python tools/execute_labs.py $(BUILD)/_build/.jupyter_cache
+	$(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
 	@echo "site: $(BUILD)/_build/html/index.html"
+ifneq ($(filter zh,$(LANGS)),)
+	$(BIN)/python tools/i18n.py config $(BUILD)
+	$(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --config $(BUILD)/zh/_config_zh.yml \
+	  --path-output $(BUILD)/zh .
+	cp -r $(BUILD)/zh/_build/html $(BUILD)/_build/html/zh
+	@echo "中文版: $(BUILD)/_build/html/zh/index.html"
+endif
 
 test: unit labs site
 

@@ -16,20 +16,26 @@ from myst_nb.sphinx_ import NbMetadataCollector
 from sphinx.addnodes import pending_xref
 from sphinx.transforms.post_transforms import SphinxPostTransform
 
-HEADERS = ["Lab", "Last run", "Run time (s)", "Status"]
+WORDS = {  # the table's words in each edition (the page's own prose is in its .po file)
+    "en": {"headers": ["Lab", "Last run", "Run time (s)", "Status"], "ok": "ok",
+           "failed": "failed"},
+    "zh_CN": {"headers": ["实验", "最近一次运行", "运行时间（秒）", "状态"], "ok": "通过",
+              "failed": "失败"},
+}
 
 
 def _cell(*children):
     return nodes.entry("", nodes.paragraph("", "", *children))
 
 
-def status_table(docname, metadata):
+def status_table(docname, metadata, language="en"):
+    words = WORDS.get(language or "en", WORDS["en"])
     table = nodes.table(classes=["colwidths-auto", "lab-status"])
-    tgroup = nodes.tgroup(cols=len(HEADERS))
+    tgroup = nodes.tgroup(cols=len(words["headers"]))
     table += tgroup
-    tgroup.extend(nodes.colspec(colwidth=1) for _ in HEADERS)
+    tgroup.extend(nodes.colspec(colwidth=1) for _ in words["headers"])
     head = nodes.row()
-    head.extend(_cell(nodes.Text(h)) for h in HEADERS)
+    head.extend(_cell(nodes.Text(h)) for h in words["headers"])
     tgroup += nodes.thead("", head)
     body = nodes.tbody()
     tgroup += body
@@ -45,9 +51,9 @@ def status_table(docname, metadata):
             if data.get("mtime") else ""
         runtime = "" if data.get("runtime") is None else f"{data['runtime']:.1f}"
         if data.get("succeeded"):
-            status = nodes.Text("ok")
+            status = nodes.Text(words["ok"])
         else:
-            status = nodes.abbreviation(text="failed", explanation=data.get("error") or "")
+            status = nodes.abbreviation(text=words["failed"], explanation=data.get("error") or "")
         row = nodes.row()
         row.extend([_cell(link), _cell(nodes.Text(when)), _cell(nodes.Text(runtime)),
                     _cell(status)])
@@ -61,7 +67,8 @@ class LabStatusTable(SphinxPostTransform):
     def run(self, **kwargs):
         for node in list(self.document.findall(ExecutionStatsNode)):
             node.replace_self(status_table(self.env.docname,
-                                           NbMetadataCollector.get_doc_data(self.env)))
+                                           NbMetadataCollector.get_doc_data(self.env),
+                                           self.config.language))
 
 
 def setup(app):

@@ -19,8 +19,9 @@ def _write_index(app, exception):
         return
     target = app.builder.get_target_uri(app.config.root_doc)
     title = html.escape(app.config.html_title or app.config.project)
+    lang = (app.config.language or "en").replace("_", "-")
     Path(app.outdir, "index.html").write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n"
         f'<title>{title}</title>\n<link rel="icon" href="data:,">\n'
         f'<meta http-equiv="Refresh" content="0; url={target}">\n</head>\n'
         f'<body><p><a href="{target}">{title}</a></p></body>\n</html>\n',

@@ -26,11 +26,30 @@ from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from sphinx import addnodes
 from myst_nb.ext.glue.crossref import ReplacePendingGlueReferences, read_glue_cache
 from myst_nb.ext.glue.utils import (PendingGlueReference, PendingGlueReferenceError,
                                     create_pending_glue_ref)
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
+
+
+class lab_alt(nodes.Element, addnodes.translatable):  # noqa: N801 (docutils node names)
+    """The figure's alt text, held in the doctree until the image exists.
+
+    A translatable node: Sphinx's gettext builder extracts the alt text as a message of
+    the page, and the Chinese build puts its translation here (a directive option alone
+    is not translated). ``SetLabFigureAlt`` moves it onto the image and removes the node.
+    """
+
+    def preserve_original_messages(self):
+        self["original_alt"] = self["alt"]
+
+    def apply_translated_message(self, original_message, translated_message):
+        self["alt"] = translated_message
+
+    def extract_original_messages(self):
+        return [self["alt"]]
 
 
 class LabFigure(SphinxDirective):
@@ -47,8 +66,10 @@ class LabFigure(SphinxDirective):
             ref = create_pending_glue_ref(self.state.document, source, line, doc, key)
         except PendingGlueReferenceError as exc:
             raise self.error(str(exc)) from None
-        figure = nodes.figure("", ref, lab_alt=self.options["alt"])
+        alt = lab_alt(alt=self.options["alt"])
+        figure = nodes.figure("", ref, alt, lab_alt=True)
         self.set_source_info(figure)
+        self.set_source_info(alt)
         self.add_name(figure)
         if self.content:
             holder = nodes.Element()
@@ -56,7 +77,9 @@ class LabFigure(SphinxDirective):
             first = holder[0]
             if not isinstance(first, nodes.paragraph):
                 raise self.error("lab-figure caption must be a paragraph")
-            figure += nodes.caption(first.rawsource, "", *first.children)
+            caption = nodes.caption(first.rawsource, "", *first.children)
+            caption.source, caption.line = first.source or source, first.line or line
+            figure += caption  # with a source, gettext extracts it as a message
         return [figure]
 
 
@@ -92,13 +115,18 @@ class SetLabFigureAlt(SphinxPostTransform):
     default_priority = 50  # myst-nb's ReplacePendingGlueReferences runs at 5
 
     def apply(self, **kwargs):
+        if self.app.builder.name == "gettext":
+            return  # it extracts the alt text from the lab_alt node
         for figure in self.document.findall(nodes.figure):
             if "lab_alt" in figure:
-                for image in figure.findall(nodes.image):
-                    image["alt"] = figure["lab_alt"]
+                for holder in list(figure.findall(lab_alt)):
+                    for image in figure.findall(nodes.image):
+                        image["alt"] = holder["alt"]
+                    holder.parent.remove(holder)
 
 
 def setup(app):
+    app.add_node(lab_alt)
     app.add_directive("lab-figure", LabFigure)
     app.add_post_transform(PasteLabFigureSvg)
     app.add_post_transform(SetLabFigureAlt)

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import threading
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,16 +33,36 @@ def chromium():
 class Anchors(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.ids, self.links, self.icons = set(), [], []
+        self.ids, self.links, self.icons, self.switch = set(), [], [], []
+        self.pasted, self.images, self.lang, self._in_pasted = [], [], None, False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag == "html":
+            self.lang = attrs.get("lang")
+        classes = (attrs.get("class") or "").split()
+        if tag == "a" and "language-switch" in classes:
+            self.switch.append(attrs.get("href"))
+        if tag == "span" and "pasted-text" in classes:
+            self._in_pasted = True
+            self.pasted.append("")
+        if tag == "img":
+            self.images.append(attrs.get("src"))
         if "id" in attrs:
             self.ids.add(attrs["id"])
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
         if tag == "link" and "icon" in (attrs.get("rel") or "").split() and attrs.get("href"):
             self.icons.append(attrs["href"])
+
+
+    def handle_data(self, data):
+        if self._in_pasted:
+            self.pasted[-1] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self._in_pasted = False
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,10 +100,19 @@ def browser():
         b.close()
 
 
+EN_PAGES = [p for p in PAGES if not p.startswith("zh/")]
+ZH_PAGES = [p for p in PAGES if p.startswith("zh/")]
+
+
 def test_site_has_every_chapter_and_lab():
     chapters = {p.stem for p in (ROOT / "chapters").glob("*.md")}
     for stem in chapters:
         assert f"chapters/{stem}.html" in PAGES and f"labs/{stem}.html" in PAGES
+
+
+def test_chinese_edition_has_every_page():
+    assert ZH_PAGES, "no Chinese edition in the site (make book builds it into zh/)"
+    assert sorted(p[3:] for p in ZH_PAGES) == EN_PAGES
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -166,7 +196,57 @@ def test_search_finds_pages(term, expected, server, browser):
     tab.close()
 
 
-CHAPTER_PAGES = [p for p in PAGES if p.startswith("chapters/")]
+@pytest.mark.parametrize("term,expected", [("过拟合", "zh/chapters/01_overfitting.html"),
+                                           ("暂退法", "zh/chapters/06_dropout.html"),
+                                           ("正则化", "zh/chapters/04_weight_decay.html")])
+def test_chinese_search_finds_pages(term, expected, server, browser):
+    tab = browser.new_page()
+    tab.goto(f"{server}/zh/search.html?q={term}")
+    tab.wait_for_selector("#search-results ul.search li", timeout=20000)
+    hits = tab.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")
+    assert any(expected in h for h in hits), hits
+    tab.close()
+
+
+@pytest.mark.parametrize("page", [p for p in EN_PAGES if p != "index.html"])
+def test_language_switch_links_the_same_page(page):
+    """Every page links its counterpart in the other edition, and the two say so."""
+    (switch,) = parse(page).switch
+    other = ((SITE / page).parent / switch).resolve().relative_to(SITE).as_posix()
+    assert other == f"zh/{page}", f"{page}: the switch goes to {other}"
+    (back,) = parse(other).switch
+    assert ((SITE / other).parent / back).resolve() == (SITE / page).resolve(), \
+        f"{other}: the switch goes to {back}"
+    assert parse(page).lang == "en" and parse(other).lang == "zh-CN"
+
+
+@pytest.mark.parametrize("page", [p for p in EN_PAGES if p.startswith(("chapters/", "labs/"))])
+def test_chinese_page_glues_the_same_numbers_and_figures(page):
+    """The Chinese page quotes the same executed lab: the same glued numbers (a
+    translation may reorder them within a paragraph) and the same figure files."""
+    en, zh = parse(page), parse(f"zh/{page}")
+    assert en.pasted, f"{page}: no glued numbers"
+    assert Counter(zh.pasted) == Counter(en.pasted), \
+        f"{page}: only in English {Counter(en.pasted) - Counter(zh.pasted)}, " \
+        f"only in Chinese {Counter(zh.pasted) - Counter(en.pasted)}"
+    figures = lambda p: Counter(s for s in p.images if "_images/" in s or "jupyter_execute" in s)  # noqa: E731
+    assert figures(zh) == figures(en), page
+    html = (SITE / "zh" / page).read_text(encoding="utf-8")
+    assert re.search("[\u4e00-\u9fff]", article_title(html)), f"zh/{page}: title not in Chinese"
+
+
+def test_language_switch_in_browser(server, browser):
+    tab = browser.new_page()
+    tab.goto(f"{server}/chapters/06_dropout.html", wait_until="load")
+    tab.locator("a.language-switch").click()
+    tab.wait_for_url("**/zh/chapters/06_dropout.html", timeout=10000)
+    assert "暂退法" in tab.locator("article h1").first.inner_text()
+    tab.locator("a.language-switch").click()
+    tab.wait_for_url(re.compile(r".*/(?<!zh/)chapters/06_dropout\.html$"), timeout=10000)
+    tab.close()
+
+
+CHAPTER_PAGES = [p for p in PAGES if p.startswith(("chapters/", "zh/chapters/"))]
 FIGURE_PAGES = [p for p in PAGES if p.startswith(("chapters/", "labs/"))]
 
 
@@ -246,12 +326,14 @@ def article_title(html):
 
 @pytest.mark.parametrize("page", CHAPTER_PAGES)
 def test_chapter_numbers_and_figure_numbers(page):
-    """Chapter N's title reads "N. Title" once, and its figures are Fig. N.1, N.2, ..."""
-    number = int(re.match(r"chapters/(\d+)_", page).group(1))
+    """Chapter N's title reads "N. Title" once, and its figures are Fig. N.1, N.2, ...
+    (in the Chinese edition 图 N.1, N.2, ...)"""
+    number = int(re.match(r"(?:zh/)?chapters/(\d+)_", page).group(1))
     html = (SITE / page).read_text(encoding="utf-8")
-    assert re.match(rf"{number}\. [A-Z]", article_title(html)), \
+    first = "[\u4e00-\u9fff]" if page.startswith("zh/") else "[A-Z]"
+    assert re.match(rf"{number}\. {first}", article_title(html)), \
         f"{page}: title {article_title(html)!r}"
-    figures = re.findall(r'<span class="caption-number">Fig\. ([\d.]+) </span>', html)
+    figures = re.findall(r'<span class="caption-number">(?:Fig\.|图) ?([\d.]+) </span>', html)
     assert figures, f"{page}: no numbered figure"
     assert figures == [f"{number}.{k}" for k in range(1, len(figures) + 1)], figures
 
@@ -262,19 +344,22 @@ def test_lab_titles_have_no_section_number():
         assert article_title(html).startswith("Lab "), f"{page}: {article_title(html)!r}"
 
 
-def test_status_page_in_words(server, browser):
+@pytest.mark.parametrize("edition,words", [
+    ("", (["Lab", "Last run", "Run time (s)", "Status"], "Lab ", "ok")),
+    ("zh/", (["实验", "最近一次运行", "运行时间（秒）", "状态"], "实验 ", "通过"))])
+def test_status_page_in_words(edition, words, server, browser):
     tab = browser.new_page()
-    tab.goto(f"{server}/status.html", wait_until="load")
+    tab.goto(f"{server}/{edition}status.html", wait_until="load")
     headers = tab.eval_on_selector_all("main table th", "ths => ths.map(t => t.innerText.trim())")
     rows = tab.eval_on_selector_all("main table tbody tr", """trs => trs.map(tr =>
         [...tr.querySelectorAll('td')].map(td => td.innerText.trim()))""")
     links = tab.eval_on_selector_all("main table tbody tr a", "as => as.map(a => a.href)")
     text = tab.inner_text("main")
     tab.close()
-    assert headers == ["Lab", "Last run", "Run time (s)", "Status"], headers
+    assert headers == words[0], headers
     labs = sorted(p.name for p in (ROOT / "labs").glob("*.ipynb"))
     assert len(rows) == len(labs) == len(links), rows
-    assert all(row[0].startswith("Lab ") and row[-1] == "ok" for row in rows), rows
+    assert all(row[0].startswith(words[1]) and row[-1] == words[2] for row in rows), rows
     assert not re.search("[\u2705\u274c]", text), "emoji in the status page"
 
 

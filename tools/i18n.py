@@ -95,13 +95,16 @@ def _write(path, catalog):
                         include_previous=False, sort_output=False)
 
 
-def update(_args):
+def update(args):
     """Merge every .pot into its .po: new messages empty, changed ones fuzzy."""
     if not POT.exists():
-        pot(_args)
+        pot(args)
     from babel.messages.catalog import Catalog
     templates = sorted(POT.rglob("*.pot"))
     for template_path in templates:
+        if args.pages and not any(str(template_path.relative_to(POT)).startswith(p)
+                                  for p in args.pages):
+            continue
         rel = template_path.relative_to(POT).with_suffix(".po")
         po_path = LOCALE / rel
         template = _read(template_path)
@@ -111,7 +114,7 @@ def update(_args):
         catalog.locale = "zh_CN"
         _write(po_path, catalog)
     known = {t.relative_to(POT).with_suffix(".po") for t in templates}
-    for po_path in LOCALE.rglob("*.po"):
+    for po_path in [] if args.pages else LOCALE.rglob("*.po"):
         if po_path.relative_to(LOCALE) not in known:
             po_path.unlink()
             print(f"removed {po_path.relative_to(ROOT)}: its page is gone")
@@ -232,7 +235,9 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("pot").set_defaults(run=pot)
-    sub.add_parser("update").set_defaults(run=update)
+    c = sub.add_parser("update")
+    c.add_argument("pages", nargs="*", help="only these (e.g. chapters/06); default: all")
+    c.set_defaults(run=update)
     c = sub.add_parser("check")
     c.add_argument("files", nargs="*")
     c.set_defaults(run=check)
