@@ -19,7 +19,8 @@ same executed lab as on the English page: the two editions share one jupyter-cac
 keeps its old translation marked fuzzy (to be revised), a new one is empty.
 ``check`` fails on any of these, and on a translation that drops, adds or changes a
 role ({glue:text}, {term}, {cite:t}, {numref}, {doc}, {ref}), an inline math span, an
-inline code span or a link target of its English message.
+inline code span or a link target of its English message. A glued English phrase
+``key`` may become the lab's Chinese version of it, glued as ``key_zh``.
 """
 import argparse
 import re
@@ -131,6 +132,8 @@ TARGET = re.compile(r"<([^<>]+)>`$")
 def _role_key(role):
     """A role as what it points at: {term}`展示文字 <target>` keeps only its target."""
     name, _, body = role.partition("}`")
+    if name == "{glue:text":  # a lab may glue a Chinese version of a phrase as KEY_zh
+        return re.sub(r"_zh(?=:|`$)", "", role)
     if name in ("{term", "{doc", "{ref", "{numref"):
         m = TARGET.search(role)
         return f"{name}}}<{m.group(1) if m else body[:-1]}>"
