@@ -80,7 +80,7 @@ $(HTML): $(SOURCES) $(STAMP)
 	$(MAKE) book
 
 site: chromium $(HTML)
-	$(OFFLINE) SITE=$(BUILD)/_build/html $(BIN)/python -m pytest -q tests/test_site.py
+	$(OFFLINE) SITE=$(BUILD)/_build/html $(BIN)/python -m pytest -q -n 2 tests/test_site.py
 
 chromium: $(STAMP)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

@@ -45,6 +45,9 @@ ZH_SPHINX = {
     "language": "zh_CN",
     "locale_dirs": ["locale/"],
     "gettext_compact": False,
+    # jieba splits 过拟合 into 过 + 拟合 unless it knows the word: the course's terms,
+    # so that a search for 过拟合, 正则化 or 暂退法 finds them (tests/test_site.py)
+    "html_search_options": {"dict": str(ROOT / "locale" / "zh_CN" / "search_dict.txt")},
 }
 
 
