@@ -140,7 +140,7 @@ def main():
         print(prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total", row_limit=20, max_name_column_width=28,
             max_shapes_column_width=60))
-    print(f"peak_fraction: {g_sweep / peak:.2f}")
+    print(f"peak_fraction: {g_sweep / peak:.3f}")
 
 
 if __name__ == "__main__":
