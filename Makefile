@@ -54,7 +54,7 @@ endif
 test: unit labs site
 
 unit: $(STAMP)
-	$(OFFLINE) LABKIT_PROFILE=ci $(BIN)/python -m pytest -q tests --ignore=tests/test_site.py
+	$(OFFLINE) LABKIT_PROFILE=ci $(BIN)/python -m pytest -q --durations=8 tests --ignore=tests/test_site.py
 
 # nbval re-executes every lab under ci at seed base 1; the site (make book) executes them
 # at seed base 0, so make test runs every claim at two seed bases. Labs run side by side,

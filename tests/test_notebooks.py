@@ -3,6 +3,8 @@ import ast
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -97,11 +99,21 @@ def test_every_seed_goes_through_labkit(lab):
     assert not bare, f"{lab.name} seeds by hand ({bare and bare.group(0)!r}): use labkit.runtime"
 
 
-def glued_values(path):
-    from nbclient import NotebookClient
+RUN_LAB = """
+import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=600, resources={"metadata": {"path": sys.argv[2]}}).execute()
+nbformat.write(nb, sys.argv[3])
+"""
 
-    nb = read(path)
-    NotebookClient(nb, timeout=1200, resources={"metadata": {"path": str(path.parent)}}).execute()
+
+def glued_values(path, out):
+    # in a fresh process: in the full suite, an nbclient run inside pytest's own process
+    # stalled (kernel idle, client waiting) three times on 2026-12-04; alone it never did
+    subprocess.run([sys.executable, "-c", RUN_LAB, str(path), str(path.parent), str(out)],
+                   check=True, timeout=900)
+    nb = nbformat.read(out, as_version=4)
     values = {}
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -111,10 +123,11 @@ def glued_values(path):
     return values
 
 
-def test_lab_gives_the_same_numbers_twice(monkeypatch):
+def test_lab_gives_the_same_numbers_twice(monkeypatch, tmp_path):
     monkeypatch.setenv("LABKIT_PROFILE", "ci")
     lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "01_overfitting.ipynb")
-    first, second = glued_values(lab), glued_values(lab)
+    first = glued_values(lab, tmp_path / "a.ipynb")
+    second = glued_values(lab, tmp_path / "b.ipynb")
     assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)
 
 
