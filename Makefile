@@ -60,9 +60,12 @@ unit: $(STAMP)
 # at seed base 0, so make test runs every claim at two seed bases. Labs run side by side,
 # one per core, each on one thread (two processes with two threads each on two cores
 # slow each other down many times; one thread each does not).
+# The labs go in reverse order, as make book runs them: the later labs are the longer
+# ones, and starting them first leaves no long lab running alone at the end.
 NBVAL := $(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax
+LABS_LONGEST_FIRST := $(shell ls labs/*.ipynb | sort -r)
 labs: $(STAMP)
-	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 OMP_NUM_THREADS=1 $(NBVAL) labs
+	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 OMP_NUM_THREADS=1 $(NBVAL) $(LABS_LONGEST_FIRST)
 
 # Every lab under ci at a third seed base, with PyTorch's portable CPU kernels and one
 # thread. With make test (seed bases 0 and 1), a claim tuned to one machine fails here.
@@ -71,7 +74,7 @@ SEEDS ?= 2
 robust: $(STAMP)
 	@for base in $(SEEDS); do echo "== make robust: seed base $$base"; \
 	  $(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=$$base ATEN_CPU_CAPABILITY=default \
-	  OMP_NUM_THREADS=1 $(NBVAL) labs || exit 1; done
+	  OMP_NUM_THREADS=1 $(NBVAL) $(LABS_LONGEST_FIRST) || exit 1; done
 
 # The site make book builds (PROFILE, default `default`), checked in Chromium; built
 # first only if it is missing or older than a source, so after `make book` nothing

@@ -108,26 +108,37 @@ nbformat.write(nb, sys.argv[3])
 """
 
 
-def glued_values(path, out):
+def start_lab(path, out):
     # in a fresh process: in the full suite, an nbclient run inside pytest's own process
-    # stalled (kernel idle, client waiting) three times on 2026-12-04; alone it never did
-    subprocess.run([sys.executable, "-c", RUN_LAB, str(path), str(path.parent), str(out)],
-                   check=True, timeout=900)
+    # stalled (kernel idle, client waiting) three times on 2026-12-04; alone it never did.
+    # One thread each: the two runs go side by side on two cores.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", RUN_LAB, str(path), str(path.parent),
+                             str(out)], env=env)
+
+
+def glued_values(out):
     nb = nbformat.read(out, as_version=4)
     values = {}
     for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get("scrapbook")
-            if meta and "text/plain" in out.get("data", {}):
-                values[meta["name"]] = out["data"]["text/plain"]
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook")
+            if meta and "text/plain" in output.get("data", {}):
+                values[meta["name"]] = output["data"]["text/plain"]
     return values
 
 
 def test_lab_gives_the_same_numbers_twice(monkeypatch, tmp_path):
     monkeypatch.setenv("LABKIT_PROFILE", "ci")
     lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "01_overfitting.ipynb")
-    first = glued_values(lab, tmp_path / "a.ipynb")
-    second = glued_values(lab, tmp_path / "b.ipynb")
+    outs = [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
+    runs = [start_lab(lab, out) for out in outs]
+    try:
+        assert all(run.wait(timeout=900) == 0 for run in runs), f"{lab.name} failed to run"
+    finally:
+        for run in runs:
+            run.kill()
+    first, second = (glued_values(out) for out in outs)
     assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)
 
 

@@ -1,7 +1,10 @@
 """The built site, page by page, in headless Chromium.
 
 Run by `make site` (part of `make test`) on the site `make book` built; SITE points at its HTML.
-Screenshots of every page go to _build/screenshots/.
+Each page loads once in the browser, and every in-browser check of that page runs on that
+load. With SCREENSHOTS=1 (`make site SCREENSHOTS=1`), a full-page screenshot of every
+English page goes to _build/screenshots/ (for a reviewer's eye: about 2 s a page, so off
+by default).
 """
 import functools
 import http.server
@@ -102,6 +105,9 @@ def browser():
 EN_PAGES = [p for p in PAGES if not p.startswith("zh/")]
 NUMBER = re.compile(r"[-+−]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+−]?\d+)?%?")
 ZH_PAGES = [p for p in PAGES if p.startswith("zh/")]
+# checked in the browser on their one load (test_page_in_browser)
+FIGURE_PAGES = [p for p in PAGES if p.startswith(("chapters/", "labs/"))]
+LAB_PAGES = [p for p in PAGES if p.startswith("labs/")]
 
 
 def test_site_has_every_chapter_and_lab():
@@ -180,8 +186,12 @@ def test_page_in_browser(page, server, browser):
         "[...document.querySelectorAll('figure')].filter(f => !f.querySelector('img')).length")
     assert empty_figures == 0, f"{page}: {empty_figures} figure(s) without an image"
     assert "??" not in tab.inner_text("main") if tab.query_selector("main") else True
-    if not page.startswith("zh/"):  # the Chinese pages have the English pages' layout
-        SHOTS.mkdir(parents=True, exist_ok=True)
+    if page in FIGURE_PAGES:
+        check_figures_sharp_and_not_shrunk(tab, page)
+    if page in LAB_PAGES:
+        check_lab_code_does_not_scroll_sideways(tab, page)
+    if os.environ.get("SCREENSHOTS") == "1" and not page.startswith("zh/"):
+        SHOTS.mkdir(parents=True, exist_ok=True)  # the Chinese pages have the same layout
         tab.screenshot(path=str(SHOTS / (page.replace("/", "__")[:-5] + ".png")),
                        full_page=True)
     ctx.close()
@@ -249,7 +259,6 @@ def test_language_switch_in_browser(server, browser):
 
 
 CHAPTER_PAGES = [p for p in PAGES if p.startswith(("chapters/", "zh/chapters/"))]
-FIGURE_PAGES = [p for p in PAGES if p.startswith(("chapters/", "labs/"))]
 
 
 def test_phone_menu_opens_and_follows_a_link(server, browser):
@@ -292,8 +301,7 @@ def test_desktop_menu_button_hides_the_sidebar(server, browser):
     ctx.close()
 
 
-@pytest.mark.parametrize("page", FIGURE_PAGES)
-def test_figures_sharp_and_not_shrunk(page, server, browser):
+def check_figures_sharp_and_not_shrunk(tab, page):
     """On a 1280 px desktop every figure shows at >= 80% of its design width, sharply.
 
     The design width is the image's width in CSS px as the browser takes it from the
@@ -302,14 +310,10 @@ def test_figures_sharp_and_not_shrunk(page, server, browser):
     if it has one, else its pixel width. Sharp means an SVG, or a PNG with at least
     1.5 image pixels per CSS px of its design width (150 dpi and more).
     """
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = ctx.new_page()
-    tab.goto(f"{server}/{page}", wait_until="load")
     images = tab.evaluate("""[...document.querySelectorAll('main article img')].map(i => ({
         src: i.getAttribute('src'), natural: i.naturalWidth,
         attr: parseFloat(i.getAttribute('width')) || null,
         shown: i.getBoundingClientRect().width}))""")
-    ctx.close()
     for img in images:
         svg = img["src"].lower().endswith(".svg")
         design = img["natural"] if svg or not img["attr"] else img["attr"]
@@ -365,16 +369,11 @@ def test_status_page_in_words(edition, words, server, browser):
     assert not re.search("[\u2705\u274c]", text), "emoji in the status page"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if p.startswith("labs/")])
-def test_lab_code_does_not_scroll_sideways(page, server, browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = ctx.new_page()
-    tab.goto(f"{server}/{page}", wait_until="load")
+def check_lab_code_does_not_scroll_sideways(tab, page):
     # code (lines of at most 88 characters) and printed output (wrapped by labs.css)
     blocks = tab.evaluate("""[...document.querySelectorAll('.cell_input pre, .cell_output pre')]
         .map(p => ({first: p.innerText.split('\\n')[0], scroll: p.scrollWidth,
                     width: p.clientWidth}))""")
-    ctx.close()
     assert blocks, f"{page}: no code cells"
     wide = [b for b in blocks if b["scroll"] > b["width"]]
     assert not wide, f"{page}: code or output scrolls sideways: {wide}"
