@@ -124,6 +124,9 @@ def main():
         print(f"GEMM {name:32s} {r:7.1f} GFLOP/s")
     peak = max(rates.values())
     print(f"peak (best of the above):              {peak:7.1f} GFLOP/s")
+    own = rates["baddbmm 16x(64x128 @ 128x128)"] / peak
+    print(f"the sweep's hidden-layer matmul alone reaches {own:.2f} of the peak: a sweep "
+          "made only of such products, with nothing else, could not do better")
     g_sweep, g_fit = total / s_sweep / 1e9, total / args.k / s_fit / 1e9
     print(f"sweep_fit K={args.k}: {total / 1e9:.2f} GFLOP in {s_sweep:.3f} s = "
           f"{g_sweep:.1f} GFLOP/s ({g_sweep / peak:.2f} of peak)")
