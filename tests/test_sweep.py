@@ -1,5 +1,6 @@
 """A sweep of K models must give what K separate fits give."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -251,14 +252,18 @@ def test_sweep_cross_entropy_matches_torch_and_its_gradient():
     assert torch.autograd.gradcheck(lambda o: _losses(o, per_model, F.cross_entropy), [double])
 
 
+@pytest.mark.parametrize("mask", [False, True], ids=["threshold_backward", "mask"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, optimizer,
-                                                             monkeypatch):
+                                                             mask, monkeypatch):
     """A plain stack (no batch norm, dropout or penalty) with hard labels trains with
     ``StackedMLP.cross_entropy_grads``, its backward pass written out; the weights and
     curves are identical to autograd's, with a narrow class layer (32 -> 10) and a
-    wide one (8 -> 64), a batch per model (augment) and models on their own data."""
+    wide one (8 -> 64), a batch per model (augment) and models on their own data; with
+    ReLU's backward as PyTorch's kernel or as a multiply by the mask (the portable
+    kernels' choice)."""
     import labkit.stacked as stacked_module
+    monkeypatch.setattr(stacked_module, "MASK_RELU_BACKWARD", mask)
     calls = []
     written = StackedMLP.cross_entropy_grads
     monkeypatch.setattr(StackedMLP, "cross_entropy_grads",
@@ -359,3 +364,20 @@ def test_a_stack_keeps_its_dropout_rates_on_the_models_device():
     models = [MLP(4, [3], 2).to("meta") for _ in range(2)]
     stack = StackedMLP(models, dropout=[0.1, 0.2])
     assert {t.device.type for t in [*stack.parameters(), *stack.buffers()]} == {"meta"}
+
+
+def test_relu_backward_is_a_mask_multiply_only_on_portable_kernels():
+    """The portable kernels (ATEN_CPU_CAPABILITY=default) take the mask multiply; the
+    machine's own kernels keep threshold_backward (checked in fresh processes)."""
+    import subprocess
+    import sys
+    code = "import labkit.stacked as s; print(s.MASK_RELU_BACKWARD)"
+    for capability, expected in [("default", "True"), (None, None)]:
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        if expected is None:  # this machine's own kernels
+            expected = str(torch.backends.cpu.get_cpu_capability() == "DEFAULT")
+        assert out == expected, (capability, out)
