@@ -2,11 +2,12 @@
 
 A ``Recipe`` switches regularisers on (weight decay, L1, dropout, batch norm, random
 shifts, input noise, label smoothing, mixup, a cosine schedule, early stopping,
-pruning, an ensemble). ``train_recipes`` trains every (recipe, seed) pair as K
-stacked models, in a few stacks (see ``_group_key``), with the same initial weights
-for the same seed, the same data and the same epochs. Each chapter's lab writes its
-regulariser out and checks it; these are the compact versions the ledger and the
-capstone share, so that both train exactly the same recipes.
+pruning, an ensemble, weight averaging (EMA or SWA), SAM). ``train_recipes`` trains
+every (recipe, seed) pair as K stacked models, in a few stacks (see ``_group_key``),
+with the same initial weights for the same seed, the same data and the same epochs.
+Each chapter's lab writes its regulariser out and checks it; these are the compact
+versions the ledger and the capstone share, so that both train exactly the same
+recipes.
 """
 import dataclasses
 import math
@@ -20,7 +21,7 @@ from .data import Dataset
 from .runtime import generator, seed as actual_seed, seeds as local_seeds
 from .sweep import sweep_fit
 
-__all__ = ["Recipe", "RecipeRuns", "train_recipes", "random_shift"]
+__all__ = ["Recipe", "RecipeRuns", "train_recipes", "random_shift", "WeightAverages"]
 
 HOOK_SEED = 5000  # the regularisers' generator: local seed config.seed + HOOK_SEED
 
@@ -35,8 +36,15 @@ class Recipe:
     smoothing epsilon.  mixup: Beta(alpha, alpha) of mixup (0: off).  schedule:
     cosine decay of the rate over the epochs.  patience: early stopping on the
     validation accuracy, restoring the best weights.  prune: fraction of weights
-    removed by magnitude halfway, then held at zero while training goes on.  members: ensemble size (softmax
-    outputs averaged; costs ``members`` times the training).
+    removed by magnitude halfway, then held at zero while training goes on.  members:
+    ensemble size (softmax outputs averaged; costs ``members`` times the training).
+    ema: decay per step of an
+    exponential moving average of the weights, from the first step, which replaces
+    them at the end.  swa: the share of the epochs, at the end, whose end-of-epoch
+    weights are averaged equally (stochastic weight averaging), the average replacing
+    them.  (With batch norm, the averaged weights get statistics recomputed in one
+    pass over the training data; with early stopping, the average covers the steps
+    before the stop.)  sam: SAM's radius rho (two gradient evaluations a step).
     """
 
     weight_decay: float = 0.0
@@ -51,13 +59,21 @@ class Recipe:
     patience: int | None = None
     prune: float = 0.0
     members: int = 1
+    ema: float = 0.0
+    swa: float = 0.0
+    sam: float = 0.0
 
     def __post_init__(self):
-        if self.members < 1 or not 0 <= self.prune < 1 or not 0 <= self.smoothing < 1:
-            raise ValueError(f"Recipe: members >= 1, prune and smoothing in [0, 1); got {self}")
+        if self.members < 1 or not 0 <= self.prune < 1 or not 0 <= self.smoothing < 1 \
+                or not 0 <= self.ema < 1 or not 0 <= self.swa <= 1:
+            raise ValueError(f"Recipe: members >= 1, prune, smoothing and ema in [0, 1), "
+                             f"swa in [0, 1]; got {self}")
         if min(self.weight_decay, self.l1, self.dropout, self.shift, self.noise,
-               self.mixup) < 0:
+               self.mixup, self.sam) < 0:
             raise ValueError(f"Recipe: strengths must be >= 0; got {self}")
+        if self.ema and self.swa:
+            raise ValueError(f"Recipe: ema and swa are two averages of the same weights; "
+                             f"a recipe takes one; got {self}")
 
     def changes(self):
         """The fields that differ from the baseline, as a dict."""
@@ -124,7 +140,8 @@ def _group_key(r):
     which then take the sweep's written-out backward instead of autograd's (on 2 CPU
     cores a hooked stack cost about 3x as much per model)."""
     return (r.batchnorm, r.schedule, r.patience, r.prune, r.shift > 0 or r.noise > 0,
-            r.smoothing > 0 or r.mixup > 0, r.l1 > 0, r.dropout > 0)
+            r.smoothing > 0 or r.mixup > 0, r.l1 > 0, r.dropout > 0,
+            r.ema > 0 or r.swa > 0, r.sam > 0)
 
 
 def train_recipes(recipes, build, data, config, n_seeds, stop=None):
@@ -215,16 +232,26 @@ def _fit_group(model, data, config, recipes, schedule, patience, prune):
     cosine = (lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))) if schedule else None
     cfg = dataclasses.replace(config, **hooks, lr_schedule=cosine, monitor="val_acc",
                               patience=patience, restore_best=True)
-    if prune:
-        cfg = dataclasses.replace(cfg, after_step=_pruner(model, prune, data, config))
-    sweep_fit(model, data, cfg, weight_decay=wd)
+    steps = math.ceil(len(data.train) / config.batch_size)
+    after = [_pruner(steps, prune, config)] if prune else []
+    averages = None
+    if any(r.ema or r.swa for r in recipes):
+        averages = WeightAverages(model, [r.ema for r in recipes],
+                                  [r.swa for r in recipes], steps, epochs)
+        after.append(averages)
+    if after:
+        cfg = dataclasses.replace(cfg, after_step=lambda model, lr: [a(model, lr)
+                                                                   for a in after])
+    rho = [r.sam for r in recipes] if any(r.sam for r in recipes) else None
+    sweep_fit(model, data, cfg, weight_decay=wd, rho=rho)
+    if averages is not None:
+        averages.load_into(model, data.train.x, config.batch_size)
 
 
-def _pruner(model, fraction, data, config):
+def _pruner(steps_per_epoch, fraction, config):
     """``after_step`` that, halfway through the epochs, removes the ``fraction`` of
     each model's weights smallest in magnitude (one threshold over all its weight
     matrices) and from then on holds them at zero; the optimizer runs on."""
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     halfway, step, masks = steps_per_epoch * (config.epochs // 2), [0], []
 
     def after_step(model, lr):
@@ -237,3 +264,59 @@ def _pruner(model, fraction, data, config):
         for w, mask in zip(model.weights, masks):
             w.mul_(mask)
     return after_step
+
+
+class WeightAverages:
+    """``after_step`` that averages each model's weights as it trains: model k keeps an
+    EMA with decay ``ema[k]`` per step (the first step's weights, then
+    ``avg = d avg + (1 - d) w``) or, if ``swa[k]`` > 0, the equal average of its
+    end-of-epoch weights over the last ``round(swa[k] * epochs)`` epochs (at least
+    one); 0 and 0: no average. A model stopped early (rate 0) is averaged no more.
+    ``load_into`` then puts the averages in place of the weights."""
+
+    def __init__(self, model, ema, swa, steps_per_epoch, epochs):
+        dev = next(model.parameters()).device
+        self.decay = torch.tensor(ema, dtype=torch.float32, device=dev)
+        first = [epochs - max(1, round(s * epochs)) if s else epochs for s in swa]
+        self.first = torch.tensor(first, device=dev)  # first epoch SWA takes (from 0)
+        self.steps, self.step = steps_per_epoch, 0
+        self.n = torch.zeros(len(ema), device=dev)      # updates so far, per model
+        self.avg = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def __call__(self, model, lr):
+        self.step += 1
+        done, within = divmod(self.step, self.steps)   # epochs done, steps into the next
+        ema = (self.decay > 0) & (lr > 0)
+        # at the end of epoch done - 1 (from 0): SWA takes it if it is in the window
+        swa = (self.first <= done - 1) & (lr > 0) if within == 0 else torch.zeros_like(ema)
+        # the new weights' share in the average: EMA 1 - d (1 at the first update), SWA
+        # 1 / (n + 1); zero for a model not updated at this step
+        w = torch.where(ema, torch.where(self.n > 0, 1 - self.decay, 1.0), 0.0)
+        w = torch.where(swa, 1 / (self.n + 1), w)
+        self.n += (ema | swa).float()
+        for a, p in zip(self.avg, model.parameters()):
+            a.lerp_(p, w.view(-1, *[1] * (p.ndim - 1)))
+
+    @torch.no_grad()
+    def load_into(self, model, x, batch_size):
+        """Each averaged model's weights replaced by its average; with batch norm, its
+        statistics recomputed on ``x`` (one pass in training mode, no dropout, each
+        statistic the mean of the batches' values). Models never averaged keep theirs."""
+        has = self.n > 0
+        for a, p in zip(self.avg, model.parameters()):
+            p.copy_(torch.where(has.view(-1, *[1] * (p.ndim - 1)), a, p))
+        if not getattr(model, "batchnorm", False):
+            return
+        kept = [b.clone() for b in model.buffers()]
+        was, dropout, momentum = model.training, model.any_dropout, model.momentum
+        model.train()
+        model.any_dropout = False
+        for t, i in enumerate(range(0, len(x), batch_size), start=1):
+            model.momentum = 1 / t
+            model(x[i:i + batch_size])
+        model.train(was)
+        model.any_dropout, model.momentum = dropout, momentum
+        for b, k in zip(model.buffers(), kept):
+            b.copy_(torch.where(has.view(-1, *[1] * (b.ndim - 1)), b, k)
+                    if b.shape[:1] == has.shape else k)

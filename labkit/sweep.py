@@ -80,7 +80,7 @@ def _evaluate(model, x, y, loss, chunk=None, e=1):
 
 
 def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train_index=None,
-              grid=None):
+              grid=None, rho=None):
     """Train the K models of ``model`` (a ``StackedMLP`` or a ``StackedModel``, e.g. K
     CNNs) on ``data`` at once.
 
@@ -99,6 +99,12 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     batch to give each model its own transformed copy (e.g. its own random
     draws: ``augment(x.expand(K, -1, -1), generator)``); ``transform`` may
     likewise return ``(K, N, d)`` inputs and ``(K, N, C)`` soft targets.
+    ``rho`` (per model, or the grid's ``rho`` axis) makes each step a step of
+    sharpness-aware minimisation (Foret et al.): the batch's gradient ``g`` is taken
+    again at the weights ``w + rho g / |g|`` (``|g|`` over all of a model's
+    parameters), and the optimizer steps from ``w`` with that second gradient; the
+    same batch, so two gradient evaluations a step (rho 0: the plain gradient, twice).
+    The second pass leaves batch-norm statistics as the first left them.
     A ``StackedMLP`` sees flattened inputs ``(N, d)``; a ``StackedModel`` sees
     them in the data's own shape, ``(N, *data.in_shape)`` shared or
     ``(K, N, *data.in_shape)`` per model (e.g. ``(K, N, 40)`` for MNIST-1D).
@@ -123,10 +129,13 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     lr = grid["lr"] if lr is None and "lr" in grid.axes else lr
     wd = grid["weight_decay"] if weight_decay is None and "weight_decay" in grid.axes \
         else weight_decay
+    rho = grid["rho"] if rho is None and "rho" in grid.axes else rho
     lr = _per_model(config.lr if lr is None else lr, k, "lr").to(dev)
     wd = _per_model(config.weight_decay if wd is None else wd, k, "weight_decay").to(dev)
-    if (lr <= 0).any() or (wd < 0).any():
-        raise ValueError("every lr must be > 0 and every weight_decay >= 0")
+    if rho is not None:
+        rho = _per_model(rho, k, "rho").to(dev)[:, None]
+    if (lr <= 0).any() or (wd < 0).any() or (rho is not None and (rho < 0).any()):
+        raise ValueError("every lr must be > 0 and every weight_decay and rho >= 0")
     loss = loss_fn(config.loss, data.num_classes)
     check_monitor(config, loss)
     train, val = data.train, data.val
@@ -154,6 +163,18 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     best_flat = flat.clone() if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
     curves, start = [], time.perf_counter()
+
+    def gradients(x, y):  # the batch's gradients, into flat_grad
+        if written_out and not y.is_floating_point():
+            model.cross_entropy_grads(x, y, grad_views)
+        else:
+            per_model = _losses(_forward(model, x, e), y, loss)
+            if config.penalty is not None:
+                per_model = per_model + config.penalty(model)
+            grads = torch.autograd.grad(per_model.sum(), params)
+            with torch.no_grad():
+                torch._foreach_copy_(grad_views, grads)
+
     for epoch in progress_bar(config):
         factor = config.lr_schedule(epoch) if config.lr_schedule else 1.0
         step_lr = lr * factor * active
@@ -172,15 +193,17 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 if config.transform is not None:
                     x, y = config.transform(x, y, g)
                     x = _own_batch(x, k, "transform", e)
-                if written_out and not y.is_floating_point():
-                    model.cross_entropy_grads(x, y, grad_views)
-                else:
-                    per_model = _losses(_forward(model, x, e), y, loss)
-                    if config.penalty is not None:
-                        per_model = per_model + config.penalty(model)
-                    grads = torch.autograd.grad(per_model.sum(), params)
+                gradients(x, y)
+                if rho is not None:  # SAM: the gradient again, at the ascent point
                     with torch.no_grad():
-                        torch._foreach_copy_(grad_views, grads)
+                        at, stats = flat.clone(), [b.clone() for b in model.buffers()]
+                        norm = flat_grad.norm(dim=1, keepdim=True)
+                        flat.addcmul_(flat_grad, rho / norm.clamp_min(1e-12))
+                    gradients(x, y)
+                    with torch.no_grad():
+                        flat.copy_(at)
+                        for b, kept in zip(model.buffers(), stats):
+                            b.copy_(kept)
                 with torch.no_grad():
                     opt.step()
                     if config.after_step is not None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.ledger import Recipe, random_shift, train_recipes
+from labkit.ledger import Recipe, WeightAverages, random_shift, train_recipes
 from labkit.models import MLP
 from labkit.runtime import generator
 from labkit.sweep import StackedMLP, sweep_fit
@@ -51,7 +51,8 @@ def test_recipe_labels_combinations_and_bad_strengths():
     r = Recipe(dropout=0.2).plus(Recipe(shift=4))
     assert r == Recipe(dropout=0.2, shift=4)
     assert r.label() == "dropout=0.2, shift=4" and Recipe().label() == "baseline"
-    for bad in (dict(members=0), dict(prune=1.0), dict(dropout=-0.1), dict(smoothing=1)):
+    for bad in (dict(members=0), dict(prune=1.0), dict(dropout=-0.1), dict(smoothing=1),
+                dict(ema=1.0), dict(swa=1.5), dict(sam=-0.1), dict(ema=0.9, swa=0.5)):
         with pytest.raises(ValueError, match="Recipe"):
             Recipe(**bad)
 
@@ -111,3 +112,67 @@ def test_hooked_recipes_stack_apart_and_correct_gives_each_examples_result(small
     right = mixed.correct(d.test)
     assert right.shape == (3, 2, len(d.test)) and right.dtype == bool
     np.testing.assert_allclose(right.mean(-1), mixed.accuracy(d.test), atol=1e-6)
+
+
+def test_weight_averages_are_an_ema_and_an_equal_average_with_batchnorm_recomputed(
+        small_mnist1d):
+    from torch.optim.swa_utils import AveragedModel, update_bn
+
+    d, epochs, batch = small_mnist1d, 3, 100
+    steps = len(d.train) // batch
+    model = build(True, 0.0, [0, 1, 2])
+    averages = WeightAverages(model, [0.9, 0.0, 0.0], [0.0, 0.5, 0.0], steps, epochs)
+    seen = []  # every step's weights, per parameter
+
+    def after_step(model, lr):
+        averages(model, lr)
+        seen.append([p.detach().clone() for p in model.parameters()])
+    sweep_fit(model, d, dataclasses.replace(CFG, epochs=epochs, batch_size=batch,
+                                            after_step=after_step))
+    last = [p.detach().clone() for p in model.parameters()]
+    kept = [b.clone() for b in model.buffers()]
+    averages.load_into(model, d.train.x, batch)
+    ema = seen[0]
+    for w in seen[1:]:
+        ema = [0.9 * a + 0.1 * b for a, b in zip(ema, w)]
+    ends = [seen[steps * (e + 1) - 1] for e in range(epochs)][-2:]  # round(0.5 * 3) = 2
+    swa = [(a + b) / 2 for a, b in zip(*ends)]
+    for p, e, s, w in zip(model.parameters(), ema, swa, last):
+        torch.testing.assert_close(p[0], e[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(p[1], s[1], rtol=1e-5, atol=1e-6)
+        assert torch.equal(p[2], w[2])  # not averaged: its own weights and statistics
+    for b, k in zip(model.buffers(), kept):
+        if b.shape[:1] == (3,) and b.ndim == 3:
+            assert torch.equal(b[2], k[2]) and not torch.equal(b[1], k[1])
+    # the recomputed statistics are torch's update_bn on the averaged weights
+    net = AveragedModel(MLP(40, [16], 10, batchnorm=True))
+    model.eval().unstack(1, net.module)
+    update_bn([d.train.x[i:i + batch] for i in range(0, len(d.train), batch)], net)
+    bn = next(m for m in net.module if isinstance(m, torch.nn.BatchNorm1d))
+    torch.testing.assert_close(model.mean0[1, 0], bn.running_mean)
+    torch.testing.assert_close(model.var0[1, 0], bn.running_var)
+
+
+def test_a_model_at_rate_zero_is_averaged_no_more():
+    model = build(False, 0.0, [0, 1])
+    averages = WeightAverages(model, [0.5, 0.5], [0.0, 0.0], steps_per_epoch=10, epochs=1)
+    averages(model, torch.tensor([0.1, 0.0]))       # model 1 stopped before its first
+    with torch.no_grad():
+        before = [p.clone() for p in model.parameters()]
+        for p in model.parameters():
+            p.add_(1.0)
+    averages(model, torch.tensor([0.1, 0.0]))
+    averages.load_into(model, None, 10)
+    for p, b in zip(model.parameters(), before):
+        torch.testing.assert_close(p[0], b[0] + 0.5)  # (w + (w + 1)) / 2
+        assert torch.equal(p[1], b[1] + 1.0)        # never averaged: its own weights
+
+
+def test_sam_and_averaging_recipes_train_in_stacks_of_their_own(small_mnist1d):
+    recipes = [Recipe(), Recipe(sam=0.05), Recipe(ema=0.9), Recipe(swa=0.5)]
+    runs = train_recipes(recipes, build, small_mnist1d, CFG, n_seeds=2)
+    stacks = [runs.parts[i][0] for i in range(len(recipes))]
+    assert stacks[0] is not stacks[1] and stacks[1] is not stacks[2]
+    assert stacks[2] is stacks[3]
+    for i in range(1, len(recipes)):
+        assert not np.allclose(runs.val_acc[i], runs.val_acc[0]), recipes[i]

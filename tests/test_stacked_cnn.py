@@ -252,3 +252,15 @@ def test_from_grid_passes_the_axes_build_names():
     with pytest.raises(ValueError, match="dropout=0 has no Dropout layer"):
         StackedModel.from_grid(lambda dropout: CNN(1, 10, (6, 8), dropout=dropout, dims=1),
                                Grid(dropout=[0.0, 0.4], seed=[0]))
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_sam_on_stacked_cnns_matches_sam_written_by_hand(small_mnist1d, batchnorm):
+    from test_sweep import sam_by_hand
+
+    cfg = dataclasses.replace(CFG, epochs=1, optimizer="sgd", momentum=0.9, lr=0.05)
+    stacked = StackedModel(cnns(2, batchnorm))
+    sweep_fit(stacked, small_mnist1d, cfg, rho=[0.0, 0.1])
+    for k, rho in enumerate([0.0, 0.1]):
+        model = sam_by_hand(cnns(2, batchnorm)[k], small_mnist1d, cfg, rho)
+        states_close(stacked.unstack(k, cnns(1, batchnorm)[0]), model, 1e-3)

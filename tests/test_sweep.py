@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from labkit.data import Dataset, regression
 from labkit.models import MLP
@@ -382,3 +383,63 @@ def test_relu_backward_is_a_mask_multiply_only_on_portable_kernels():
                              text=True, check=True).stdout.split()
         assert out[0] == out[1], (capability, out)  # the flag follows the kernels
         assert capability is None or out == ["True", "True"], (capability, out)
+
+
+def sam_by_hand(model, data, cfg, rho):
+    """SAM on one model, written plainly: the gradient g at w, the gradient again at
+    w + rho g / |g|, then torch.optim.SGD's step from w with the second gradient; the
+    second pass leaves the batch-norm statistics as the first left them."""
+    from labkit.runtime import generator
+
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    g, n = generator(cfg.seed), len(data.train)
+    params = list(model.parameters())
+    for _ in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(n, generator=g)
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            x, y = data.train.x[idx], data.train.y[idx]
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+            at = [p.detach().clone() for p in params]
+            stats = [b.clone() for b in model.buffers()]
+            norm = torch.cat([gr.flatten() for gr in grads]).norm()
+            with torch.no_grad():
+                for p, gr in zip(params, grads):
+                    p.add_(gr * rho / norm)
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+            with torch.no_grad():
+                for p, a, gr in zip(params, at, grads):
+                    p.copy_(a)
+                    p.grad = gr
+                for b, s in zip(model.buffers(), stats):
+                    b.copy_(s)
+            opt.step()
+    return model
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_sam_matches_sam_written_by_hand(small_mnist1d, batchnorm):
+    cfg = dataclasses.replace(CFG, epochs=2, optimizer="sgd", momentum=0.9, lr=0.05)
+    rhos = [0.0, 0.05, 0.5]
+    stacked = StackedMLP(mlps(3, batchnorm=batchnorm))
+    sweep_fit(stacked, small_mnist1d, cfg, rho=rhos)
+    plain = StackedMLP(mlps(3, batchnorm=batchnorm))
+    sweep_fit(plain, small_mnist1d, cfg)
+    x = small_mnist1d.val.x
+    stacked.eval(), plain.eval()
+    # rho 0: the plain gradient, taken twice, so the plain sweep's weights exactly
+    assert torch.equal(stacked(x)[0], plain(x)[0])
+    for k, rho in enumerate(rhos):
+        model = sam_by_hand(mlps(3, batchnorm=batchnorm)[k], small_mnist1d, cfg, rho).eval()
+        back = stacked.unstack(k, mlps(1, batchnorm=batchnorm)[0]).eval()
+        for p, q in zip(back.state_dict().values(), model.state_dict().values()):
+            if p.is_floating_point():
+                torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4)
+    # and SAM moved the weights elsewhere than plain SGD: the test can fail
+    assert not torch.allclose(stacked(x)[2], plain(x)[2], atol=1e-3)
+
+
+def test_rho_must_be_non_negative(small_mnist1d):
+    with pytest.raises(ValueError, match="rho"):
+        sweep_fit(StackedMLP(mlps(2)), small_mnist1d, CFG, rho=[0.1, -0.1])
