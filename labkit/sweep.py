@@ -132,10 +132,13 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     rho = grid["rho"] if rho is None and "rho" in grid.axes else rho
     lr = _per_model(config.lr if lr is None else lr, k, "lr").to(dev)
     wd = _per_model(config.weight_decay if wd is None else wd, k, "weight_decay").to(dev)
+    if (lr <= 0).any() or (wd < 0).any():
+        raise ValueError("every lr must be > 0 and every weight_decay >= 0")
     if rho is not None:
         rho = _per_model(rho, k, "rho").to(dev)[:, None]
-    if (lr <= 0).any() or (wd < 0).any() or (rho is not None and (rho < 0).any()):
-        raise ValueError("every lr must be > 0 and every weight_decay and rho >= 0")
+        if (rho < 0).any():
+            raise ValueError("every rho (SAM's radius) must be >= 0, "
+                             f"got {rho.flatten().tolist()}")
     loss = loss_fn(config.loss, data.num_classes)
     check_monitor(config, loss)
     train, val = data.train, data.val
