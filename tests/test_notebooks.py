@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -103,7 +104,7 @@ RUN_LAB = """
 import sys, nbformat
 from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(nb, timeout=600, resources={"metadata": {"path": sys.argv[2]}}).execute()
+NotebookClient(nb, timeout=60, resources={"metadata": {"path": sys.argv[2]}}).execute()
 nbformat.write(nb, sys.argv[3])
 """
 
@@ -134,12 +135,25 @@ def test_lab_gives_the_same_numbers_twice(monkeypatch, tmp_path):
     # (lab 1, the first choice, took 28 s of both cores in every unit-test run)
     lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "05_l1_sparsity.ipynb")
     outs = [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
-    runs = [start_lab(lab, out) for out in outs]
-    try:
-        assert all(run.wait(timeout=900) == 0 for run in runs), f"{lab.name} failed to run"
-    finally:
-        for run in runs:
-            run.kill()
+    # Three times on 2026-12-05 one of the two runs waited about 600 s (the notebook
+    # client's cell timeout then) and still gave the same numbers, beside test_i18n's
+    # Sphinx build on the other worker; not understood. Cells now time out at 60 s (lab
+    # 5's longest takes a few), and a run that fails or outlasts 180 s is tried once
+    # more, with a warning in the log; a second failure fails the test.
+    for attempt in (1, 2):
+        runs = [start_lab(lab, out) for out in outs]
+        try:
+            codes = [run.wait(timeout=180) for run in runs]
+        except subprocess.TimeoutExpired:
+            codes = None
+        finally:
+            for run in runs:
+                run.kill()
+        if codes == [0, 0]:
+            break
+        assert attempt == 1, f"{lab.name} failed or stalled twice (exit codes {codes})"
+        warnings.warn(f"{lab.name}: a run failed or stalled (exit codes {codes}); "
+                      "trying once more")
     first, second = (glued_values(out) for out in outs)
     assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)
 
