@@ -38,9 +38,8 @@ class Recipe:
     validation accuracy, restoring the best weights.  prune: fraction of weights
     removed by magnitude halfway, then held at zero while training goes on.  members:
     ensemble size (softmax outputs averaged; costs ``members`` times the training).
-    ema: decay per step of an
-    exponential moving average of the weights, from the first step, which replaces
-    them at the end.  swa: the share of the epochs, at the end, whose end-of-epoch
+    ema: decay per step of an exponential moving average of the weights, from the
+    first step, which replaces them at the end.  swa: the share of the epochs, at the end, whose end-of-epoch
     weights are averaged equally (stochastic weight averaging), the average replacing
     them.  (With batch norm, the averaged weights get statistics recomputed in one
     pass over the training data; with early stopping, the average covers the steps

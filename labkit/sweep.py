@@ -166,6 +166,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     best_flat = flat.clone() if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
     curves, start = [], time.perf_counter()
+    if rho is not None:  # SAM's copies of the weights and buffers, reused every step
+        at, stats = torch.empty_like(flat), [torch.empty_like(b) for b in model.buffers()]
 
     def gradients(x, y):  # the batch's gradients, into flat_grad
         if written_out and not y.is_floating_point():
@@ -199,7 +201,9 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                 gradients(x, y)
                 if rho is not None:  # SAM: the gradient again, at the ascent point
                     with torch.no_grad():
-                        at, stats = flat.clone(), [b.clone() for b in model.buffers()]
+                        at.copy_(flat)
+                        for kept, b in zip(stats, model.buffers()):
+                            kept.copy_(b)
                         norm = flat_grad.norm(dim=1, keepdim=True)
                         flat.addcmul_(flat_grad, rho / norm.clamp_min(1e-12))
                     gradients(x, y)
