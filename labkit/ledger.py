@@ -229,8 +229,11 @@ def _fit_group(model, data, config, recipes, schedule, patience, prune):
     hooks, wd = _hooks(model, recipes, config, dev, data.num_classes)
     epochs = config.epochs
     cosine = (lambda e: 0.5 * (1 + math.cos(math.pi * e / epochs))) if schedule else None
+    # the runs are scored on their final models: only early stopping watches a split
+    # every epoch (the stop split, as data.val), and no other pass is made
     cfg = dataclasses.replace(config, **hooks, lr_schedule=cosine, monitor="val_acc",
-                              patience=patience, restore_best=True)
+                              patience=patience, restore_best=True,
+                              curves=("val",) if patience else ())
     steps = math.ceil(len(data.train) / config.batch_size)
     after = [_pruner(steps, prune, config)] if prune else []
     averages = None

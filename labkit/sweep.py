@@ -21,7 +21,8 @@ from .grid import Grid, SweepHistory, history
 from .optim import Optimizer, flatten
 from .runtime import generator, no_host_sync
 from .stacked import CrossEntropy, StackedMLP, _per_model
-from .train import DivergenceError, FitConfig, check_monitor, loss_fn, progress_bar, score
+from .train import (DivergenceError, FitConfig, check_monitor, loss_fn, monitored_split,
+                    progress_bar, score)
 from .vmapped import StackedModel
 
 __all__ = ["Grid", "StackedMLP", "StackedModel", "SweepHistory", "sweep_fit"]
@@ -142,6 +143,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     loss = loss_fn(config.loss, data.num_classes)
     check_monitor(config, loss)
     train, val = data.train, data.val
+    watched = monitored_split(config, val)
     if train_index is None:
         xs, ys, n = prep(train.x), train.y, len(train)
     else:
@@ -215,9 +217,13 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     opt.step()
                     if config.after_step is not None:
                         config.after_step(model, step_lr)
-        tr = _evaluate(model, xs, ys, loss, e=e)
-        va = _evaluate(model, val_x, val.y, loss, e=e)
-        finite = torch.isfinite(tr[0])
+        skipped = (torch.full((k,), math.nan, device=dev),) * 2
+        tr = _evaluate(model, xs, ys, loss, e=e) if "train" in config.curves else skipped
+        va = _evaluate(model, val_x, val.y, loss, e=e) \
+            if len(val) and "val" in config.curves else skipped
+        # the training loss if it is evaluated, else the weights and the validation loss
+        finite = torch.isfinite(tr[0]) if "train" in config.curves else \
+            torch.isfinite(flat).all(1) & (torch.isfinite(va[0]) | (va is skipped))
         if not bool(finite.all()):  # a host sync, once per epoch
             new = (~finite & (diverged_at < 0)).nonzero().flatten().tolist()
             diverged_at[new] = epoch
@@ -237,8 +243,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         ok = diverged_at < 0
         active &= ok
         curves.append(torch.where(ok, torch.stack([tr[0], tr[1], va[0], va[1]]), math.nan))
-        monitored = score(config, tr, va if len(val) else None)
-        improved = (monitored < best - config.min_delta) & active
+        # nothing watched: the last epoch is the best known
+        monitored = score(config, tr, va if len(val) else None) if watched else \
+            torch.full((k,), -math.inf, device=dev)
+        improved = ((monitored < best - config.min_delta) | (not watched)) & active
         best = torch.where(improved, monitored, best)
         best_epoch = torch.where(improved, epoch, best_epoch)
         bad = torch.where(improved, 0, bad + active.long())

@@ -38,6 +38,12 @@ class FitConfig:
     patience:   stop after this many epochs without a better monitored value
                 (``None``: never stop early); ``restore_best`` then reloads the best weights.
     seed:       local seed of the shuffles and augmentation draws (``LABKIT_SEED`` shifts it).
+    curves:     the splits evaluated at the end of every epoch, ``("train", "val")`` or
+                fewer. A split left out costs nothing and reads NaN in the history; a run
+                that needs only its final model (``labkit.ledger``) saves the passes over
+                the training set. Without the monitored split, ``best_epoch`` is the last
+                epoch, and early stopping (``patience``) needs it. Without ``"train"``, a
+                run has diverged when its weights (or its validation loss) are not finite.
     """
 
     epochs: int = 20
@@ -59,6 +65,7 @@ class FitConfig:
     seed: int = 0
     progress: bool = True
     desc: str = "fit"
+    curves: tuple = ("train", "val")
 
     def __post_init__(self):
         checks = [
@@ -75,6 +82,8 @@ class FitConfig:
             (self.monitor in ("val_loss", "val_acc"), "monitor must be 'val_loss' or 'val_acc'"),
             (self.patience is None or (isinstance(self.patience, int) and self.patience >= 1),
              "patience must be None or an int >= 1"),
+            (isinstance(self.curves, (tuple, list)) and set(self.curves) <= {"train", "val"},
+             "curves must be a tuple of 'train' and/or 'val'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -127,6 +136,18 @@ def loss_fn(name, num_classes):
 def check_monitor(config, loss):
     if config.monitor == "val_acc" and loss is not F.cross_entropy:
         raise ValueError("monitor='val_acc' needs a classification task (cross-entropy loss)")
+
+
+def monitored_split(config, val):
+    """The split early stopping watches: ``"val"``, or ``"train"`` when ``val`` is empty;
+    None when ``config.curves`` leaves it out (then ``patience`` is an error)."""
+    split = "val" if len(val) else "train"
+    if split in config.curves:
+        return split
+    if config.patience is not None:
+        raise ValueError(f"early stopping (patience={config.patience}) watches the {split} "
+                         f"split every epoch, but curves={tuple(config.curves)} leaves it out")
+    return None
 
 
 def score(config, train_metrics, val_metrics):
@@ -273,6 +294,7 @@ def fit(model, data, config=FitConfig()):
     _check_inputs(model, data, loss)
     check_monitor(config, loss)
     train, val = data.train, data.val
+    watched = monitored_split(config, val)
     opt = make_optimizer(model, config)
     g = generator(config.seed)  # shuffles and augmentation draws; shifts with LABKIT_SEED
     hist, best_score, best_state, bad_epochs = History(), math.inf, None, 0
@@ -300,22 +322,31 @@ def fit(model, data, config=FitConfig()):
                 opt.step()
                 if config.after_step is not None:
                     config.after_step(model, lr)
-        tr_loss, tr_acc = evaluate(model, train, loss)
-        va_loss, va_acc = evaluate(model, val, loss) if len(val) else (tr_loss * math.nan, None)
+        skipped = (None, None)
+        tr_loss, tr_acc = evaluate(model, train, loss) if "train" in config.curves else skipped
+        va_loss, va_acc = evaluate(model, val, loss) if len(val) and "val" in config.curves \
+            else skipped
         values = [v.item() if v is not None else math.nan
                   for v in (tr_loss, tr_acc, va_loss, va_acc)]
-        if not math.isfinite(values[0]):
+        # the training loss if it is evaluated, else the weights and the validation loss
+        finite = math.isfinite(values[0]) if tr_loss is not None else \
+            all(bool(torch.isfinite(p).all()) for p in model.parameters()) and \
+            (va_loss is None or math.isfinite(values[2]))
+        if not finite:
             hist.seconds = time.perf_counter() - start
             raise DivergenceError(
-                f"training diverged at epoch {epoch}: the training loss is {values[0]}. "
+                f"training diverged at epoch {epoch}: the training loss is {values[0]}"
+                f"{'' if tr_loss is not None else ' (not evaluated; weights or val loss)'}. "
                 f"Try a smaller lr (now {lr:g}). The curves so far are in .history.", hist)
         for key, v in zip(("train_loss", "train_acc", "val_loss", "val_acc"), values):
             getattr(hist, key).append(v)
         hist.epoch.append(epoch)
         hist.lr.append(lr)
         bar.set_postfix(train=f"{values[0]:.3f}", val=f"{values[2]:.3f}", refresh=False)
-        monitored = score(config, values[:2], values[2:] if len(val) else None)
-        if monitored < best_score - config.min_delta:
+        # nothing watched: the last epoch is the best known
+        monitored = score(config, values[:2], values[2:] if len(val) else None) \
+            if watched else -math.inf
+        if monitored < best_score - config.min_delta or not watched:
             best_score, hist.best_epoch, bad_epochs = monitored, epoch, 0
             if config.patience is not None and config.restore_best:
                 best_state = copy.deepcopy(model.state_dict())

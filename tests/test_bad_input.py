@@ -26,6 +26,14 @@ CASES = {
     "profile name": (lambda: profile(), ValueError, "LABKIT_PROFILE='fast'"),
     "negative seed": (lambda: seed_all(-1), ValueError, "local seed"),
     "dropout p = 1": (lambda: MLP(4, [8], 2, dropout=1.0), ValueError, "[0, 1)"),
+    "curves of a test split": (lambda: FitConfig(curves=("test",)), ValueError,
+                               "curves must be a tuple of 'train' and/or 'val'"),
+    "patience without its split's curves": (
+        lambda: fit(MLP(3, [4], 2), tiny(), FitConfig(patience=2, curves=("train",))),
+        ValueError, "watches the val split every epoch, but curves=('train',) leaves it out"),
+    "patience in a sweep without curves": (
+        lambda: sweep_fit(StackedMLP([MLP(3, [4], 2)]), tiny(), FitConfig(patience=2, curves=())),
+        ValueError, "watches the val split every epoch, but curves=() leaves it out"),
     "dropout p < 0": (lambda: MLP(4, [8], 2, dropout=-0.1), ValueError, "[0, 1)"),
     "dropout p nan": (lambda: CNN(1, 2, dropout=math.nan), ValueError, "[0, 1)"),
     "dropout p bool": (lambda: MLP(4, [8], 2, dropout=True), ValueError, "[0, 1)"),
@@ -152,6 +160,20 @@ def test_sweep_divergence_stops_only_that_model():
     with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged"):
         sweep_fit(stacked, d, dataclasses.replace(cfg, patience=5), lr=[1e-3, 1e3, 1e-2])
     assert all(torch.isfinite(w).all() for w in stacked.parameters())
+
+
+def test_divergence_is_caught_without_training_curves():
+    # curves=() evaluates no split: a model has diverged when its weights are not finite
+    d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
+    seed_all(0)
+    nets = [MLP(1, [32, 32], 1) for _ in range(3)]
+    cfg = FitConfig(epochs=30, optimizer="sgd", momentum=0.9, batch_size=8, progress=False,
+                    curves=())
+    with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged"):
+        history = sweep_fit(StackedMLP(copy.deepcopy(nets)), d, cfg, lr=[1e-3, 1e3, 1e-2])
+    assert history.diverged.tolist() == [False, True, False]
+    with pytest.raises(DivergenceError, match=r"not evaluated; weights or val loss"):
+        fit(copy.deepcopy(nets[0]), d, dataclasses.replace(cfg, lr=1e3))
 
 
 def test_sweep_divergence_of_every_model_keeps_history():

@@ -443,3 +443,43 @@ def test_sam_matches_sam_written_by_hand(small_mnist1d, batchnorm):
 def test_rho_must_be_non_negative(small_mnist1d):
     with pytest.raises(ValueError, match="rho"):
         sweep_fit(StackedMLP(mlps(2)), small_mnist1d, CFG, rho=[0.1, -0.1])
+
+
+@pytest.mark.parametrize("curves", [(), ("val",), ("train",)])
+def test_curves_left_out_read_nan_and_change_no_weight(small_mnist1d, curves):
+    """A split left out of ``FitConfig.curves`` is not evaluated: its curves read NaN,
+    the others are a full run's, and the weights are the same bit for bit."""
+    cfg = dataclasses.replace(CFG, epochs=3)
+    full, part = StackedMLP(mlps(3)), StackedMLP(mlps(3))
+    h = sweep_fit(full, small_mnist1d, cfg)
+    p = sweep_fit(part, small_mnist1d, dataclasses.replace(cfg, curves=curves))
+    for a, b in zip(full.parameters(), part.parameters()):
+        assert torch.equal(a, b)
+    for split in ("train", "val"):
+        for key in (f"{split}_loss", f"{split}_acc"):
+            if split in curves:
+                np.testing.assert_array_equal(getattr(p, key), getattr(h, key))
+            else:
+                assert np.isnan(getattr(p, key)).all(), key
+    if "val" in curves:
+        np.testing.assert_array_equal(p.best_epoch, h.best_epoch)
+    else:  # nothing watched: the last epoch stands as the best
+        assert (p.best_epoch == cfg.epochs - 1).all()
+
+
+def test_early_stopping_on_val_curves_alone_matches_the_full_run():
+    d = regression(n_train=20, n_val=100, n_test=10, seed=0, device="cpu")
+    cfg = FitConfig(epochs=300, batch_size=20, lr=1e-2, optimizer="sgd", patience=20,
+                    progress=False)
+    full = StackedMLP(mlps(2, hidden=(64, 64), out=1, inp=1))
+    part = StackedMLP(mlps(2, hidden=(64, 64), out=1, inp=1))
+    h = sweep_fit(full, d, cfg)
+    p = sweep_fit(part, d, dataclasses.replace(cfg, curves=("val",)))
+    assert len(h.val_loss) < cfg.epochs  # it did stop early
+    np.testing.assert_array_equal(p.best_epoch, h.best_epoch)
+    np.testing.assert_array_equal(p.val_loss, h.val_loss)
+    for a, b in zip(full.parameters(), part.parameters()):
+        assert torch.equal(a, b)
+    single = mlps(1, hidden=(64, 64), out=1, inp=1)[0]
+    one = fit(single, d, dataclasses.replace(cfg, curves=("val",)))
+    assert np.isnan(one.train_loss).all() and one.best_epoch == h.best_epoch[0]
