@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import nbformat
@@ -100,33 +99,40 @@ def test_every_seed_goes_through_labkit(lab):
     assert not bare, f"{lab.name} seeds by hand ({bare and bare.group(0)!r}): use labkit.runtime"
 
 
+# The lab's code cells, run in a fresh process by IPython's shell, without a kernel:
+# in CI a kernel run of this test stalled four times (one of the two runs waited out
+# the client's 600 s cell timeout, kernel idle), and a shell has no messaging to stall.
+# Writes every value the lab glues, by name, as text.
 RUN_LAB = """
-import sys, nbformat
-from nbclient import NotebookClient
+import json, os, sys
+import nbformat
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 nb = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(nb, timeout=60, resources={"metadata": {"path": sys.argv[2]}}).execute()
-nbformat.write(nb, sys.argv[3])
+os.chdir(sys.argv[2])
+shell, values = InteractiveShell.instance(), {}
+for cell in nb.cells:
+    if cell.cell_type != "code":
+        continue
+    with capture_output(display=True) as captured:
+        result = shell.run_cell(cell.source)
+    result.raise_error()
+    for output in captured.outputs:
+        meta = (output.metadata or {}).get("scrapbook")
+        if meta:  # myst-nb's glue: text under its mime prefix (a number: its repr)
+            values[meta["name"]] = output.data[meta.get("mime_prefix", "") + "text/plain"]
+with open(sys.argv[3], "w") as f:
+    json.dump(values, f, indent=1)
 """
 
 
 def start_lab(path, out):
-    # in a fresh process: in the full suite, an nbclient run inside pytest's own process
-    # stalled (kernel idle, client waiting) three times on 2026-12-04; alone it never did.
-    # One thread each: the two runs go side by side on two cores.
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # One thread each: the two runs go side by side on two cores. Widgets as the site
+    # shows them (a static figure), no progress bars, figures drawn off screen.
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", LABKIT_STATIC="1",
+               TQDM_DISABLE="1")
     return subprocess.Popen([sys.executable, "-c", RUN_LAB, str(path), str(path.parent),
                              str(out)], env=env)
-
-
-def glued_values(out):
-    nb = nbformat.read(out, as_version=4)
-    values = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("scrapbook")
-            if meta and "text/plain" in output.get("data", {}):
-                values[meta["name"]] = output["data"]["text/plain"]
-    return values
 
 
 def test_lab_gives_the_same_numbers_twice(monkeypatch, tmp_path):
@@ -134,28 +140,19 @@ def test_lab_gives_the_same_numbers_twice(monkeypatch, tmp_path):
     # lab 5: seeds, data, fit and sweep_fit with a grid, glued numbers, in 10 s under ci
     # (lab 1, the first choice, took 28 s of both cores in every unit-test run)
     lab = ROOT / "labs" / os.environ.get("LABKIT_DETERMINISM_LAB", "05_l1_sparsity.ipynb")
-    outs = [tmp_path / "a.ipynb", tmp_path / "b.ipynb"]
-    # Three times on 2026-12-05 one of the two runs waited about 600 s (the notebook
-    # client's cell timeout then) and still gave the same numbers, beside test_i18n's
-    # Sphinx build on the other worker; not understood. Cells now time out at 60 s (lab
-    # 5's longest takes a few), and a run that fails or outlasts 180 s is tried once
-    # more, with a warning in the log; a second failure fails the test.
-    for attempt in (1, 2):
-        runs = [start_lab(lab, out) for out in outs]
-        try:
-            codes = [run.wait(timeout=180) for run in runs]
-        except subprocess.TimeoutExpired:
-            codes = None
-        finally:
-            for run in runs:
-                run.kill()
-        if codes == [0, 0]:
-            break
-        assert attempt == 1, f"{lab.name} failed or stalled twice (exit codes {codes})"
-        warnings.warn(f"{lab.name}: a run failed or stalled (exit codes {codes}); "
-                      "trying once more")
-    first, second = (glued_values(out) for out in outs)
-    assert first and first == second, json.dumps({"first": first, "second": second}, indent=1)
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    runs = [start_lab(lab, out) for out in outs]
+    try:
+        codes = [run.wait(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+    assert codes == [0, 0], f"{lab.name}: a run failed (exit codes {codes})"
+    first, second = (json.loads(out.read_text()) for out in outs)
+    # every glued number, not only the figures' reprs (before 2026-12-05 the test read
+    # only plain text/plain outputs: for lab 5, one figure's "<Figure size ...>")
+    assert len(first) >= 10, f"{lab.name} glued only {sorted(first)}"
+    assert first == second, json.dumps({"first": first, "second": second}, indent=1)
 
 
 MAX_LINE = 88  # the lab pages show this many characters of code without scrolling
