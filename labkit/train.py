@@ -285,7 +285,8 @@ def progress_bar(config):
 
 
 def fit(model, data, config=FitConfig()):
-    """Train ``model`` on ``data.train``, recording curves on train and ``data.val``.
+    """Train ``model`` on ``data.train``, recording curves on train and ``data.val``
+    (those that ``config.curves`` names).
 
     Data stays on its device; batches are slices of a shuffled index, and the
     only host syncs happen once per epoch.
