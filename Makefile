@@ -66,10 +66,10 @@ unit: $(STAMP)
 # at seed base 0, so make test runs every claim at two seed bases. Labs run side by side,
 # one per core, each on one thread (two processes with two threads each on two cores
 # slow each other down many times; one thread each does not).
-# The labs go in reverse order, as make book runs them: the later labs are the longer
-# ones, and starting them first leaves no long lab running alone at the end.
+# The labs go longest first, as make book runs them (tools/lab_order.py, measured
+# seconds): starting the long ones first leaves no long lab running alone at the end.
 NBVAL := $(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax
-LABS_LONGEST_FIRST := $(shell ls labs/*.ipynb | sort -r)
+LABS_LONGEST_FIRST := $(shell $(PYTHON) tools/lab_order.py)
 labs: $(STAMP)
 	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 OMP_NUM_THREADS=1 $(NBVAL) $(LABS_LONGEST_FIRST)
 

@@ -174,3 +174,14 @@ def test_every_figure_cell_gives_its_image_alt_text(lab):
         if cell.cell_type == "code" and re.search(r"\b(glue_figure|explore)\(", cell.source):
             alt = cell.metadata.get("mystnb", {}).get("image", {}).get("alt", "")
             assert alt.strip(), f"{lab.name}: a figure cell has no mystnb.image.alt metadata"
+
+
+def test_every_lab_has_its_place_in_the_longest_first_order():
+    # make book, nbval and make robust hand the labs to two workers longest first
+    # (tools/lab_order.py); a lab missing from its table would go first, unmeasured
+    sys.path.insert(0, str(ROOT / "tools"))
+    from lab_order import SECONDS, longest_first
+
+    assert {p.stem for p in LABS} == set(SECONDS), "add the lab's seconds to tools/lab_order.py"
+    order = [SECONDS[p.stem] for p in longest_first(LABS)]
+    assert order == sorted(order, reverse=True)

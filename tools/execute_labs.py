@@ -27,6 +27,8 @@ import yaml
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 
+from lab_order import longest_first
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,9 +71,9 @@ def main():
     print(f"execute_labs: {len(todo)} of {len(labs)} labs to run, {jobs} at a time, "
           f"{threads} thread(s) each", flush=True)
     start, failed = time.perf_counter(), 0
-    # the later labs are the longer ones: starting them first keeps both cores busy
+    # longest first (tools/lab_order.py): no long lab left to run alone at the end
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(execute, lab, threads, timeout) for lab in reversed(todo)]
+        futures = [pool.submit(execute, lab, threads, timeout) for lab in longest_first(todo)]
         for future in as_completed(futures):
             path, nb, seconds, error = future.result()
             name = path.relative_to(ROOT).as_posix()
