@@ -68,7 +68,9 @@ unit: $(STAMP)
 # slow each other down many times; one thread each does not).
 # The labs go longest first, as make book runs them (tools/lab_order.py, measured
 # seconds): starting the long ones first leaves no long lab running alone at the end.
-NBVAL := $(BIN)/python -m pytest -q -n auto --dist loadfile --nbval-lax
+# --no-loadscope-reorder: pytest-xdist would otherwise order the files by their number
+# of cells (lab 15, the longest, started twelfth).
+NBVAL := $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --nbval-lax
 LABS_LONGEST_FIRST := $(shell $(PYTHON) tools/lab_order.py)
 labs: $(STAMP)
 	$(OFFLINE) LABKIT_PROFILE=ci LABKIT_SEED=1 OMP_NUM_THREADS=1 $(NBVAL) $(LABS_LONGEST_FIRST)

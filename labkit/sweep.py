@@ -110,8 +110,9 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     them in the data's own shape, ``(N, *data.in_shape)`` shared or
     ``(K, N, *data.in_shape)`` per model (e.g. ``(K, N, 40)`` for MNIST-1D).
 
-    A model whose training loss becomes non-finite stops training (the others
-    go on), with a warning; ``history.diverged_at`` records when. If every
+    A model whose training loss becomes non-finite (without ``"train"`` in
+    ``config.curves``: its weights, batch-norm statistics or validation loss) stops
+    training (the others go on), with a warning; ``history.diverged_at`` records when. If every
     model diverges, ``DivergenceError`` is raised; its ``.history`` holds
     every epoch before that.
     """
@@ -144,6 +145,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     check_monitor(config, loss)
     train, val = data.train, data.val
     watched = monitored_split(config, val)
+    checked = "the training loss is" if "train" in config.curves else \
+        "the weights, batch-norm statistics or validation loss are"
     if train_index is None:
         xs, ys, n = prep(train.x), train.y, len(train)
     else:
@@ -221,16 +224,24 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         tr = _evaluate(model, xs, ys, loss, e=e) if "train" in config.curves else skipped
         va = _evaluate(model, val_x, val.y, loss, e=e) \
             if len(val) and "val" in config.curves else skipped
-        # the training loss if it is evaluated, else the weights and the validation loss
-        finite = torch.isfinite(tr[0]) if "train" in config.curves else \
-            torch.isfinite(flat).all(1) & (torch.isfinite(va[0]) | (va is skipped))
+        # the training loss if it is evaluated, else the weights, the per-model buffers
+        # (batch norm's statistics can overflow while the weights stay finite) and the
+        # validation loss if it is evaluated
+        if "train" in config.curves:
+            finite = torch.isfinite(tr[0])
+        else:
+            finite = torch.isfinite(flat).all(1) & (torch.isfinite(va[0]) | (va is skipped))
+            for b in model.buffers():
+                if b.shape[:1] == (k,) and b.is_floating_point():
+                    finite &= torch.isfinite(b).reshape(k, -1).all(1)
         if not bool(finite.all()):  # a host sync, once per epoch
             new = (~finite & (diverged_at < 0)).nonzero().flatten().tolist()
             diverged_at[new] = epoch
             if not bool(finite.any()):
                 raise DivergenceError(
-                    f"all {k} models diverged (the last at epoch {epoch}): the training loss is "
-                    "not finite. Try smaller learning rates. The curves so far are in .history.",
+                    f"all {k} models diverged (the last at epoch {epoch}): "
+                    f"{checked} not finite. Try smaller learning rates. "
+                    "The curves so far are in .history.",
                     history(curves, best_epoch, start, diverged_at, grid))
             if new:
                 names = "; ".join(", ".join(f"{a}={v}" for a, v in

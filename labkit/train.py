@@ -88,6 +88,7 @@ class FitConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"FitConfig: {message}; got {self!r}")
+        object.__setattr__(self, "curves", tuple(self.curves))  # frozen, hashable
 
 
 @dataclass
@@ -120,7 +121,8 @@ class History:
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss. ``.history`` holds every epoch before it."""
+    """Training produced a non-finite loss (or, when the training loss is not evaluated,
+    non-finite weights or statistics). ``.history`` holds every epoch before it."""
 
     def __init__(self, message, history):
         super().__init__(message)
@@ -145,8 +147,10 @@ def monitored_split(config, val):
     if split in config.curves:
         return split
     if config.patience is not None:
+        why = "" if split == "val" else " (the validation split is empty)"
         raise ValueError(f"early stopping (patience={config.patience}) watches the {split} "
-                         f"split every epoch, but curves={tuple(config.curves)} leaves it out")
+                         f"split every epoch{why}, but curves={tuple(config.curves)} "
+                         "leaves it out")
     return None
 
 
@@ -329,15 +333,20 @@ def fit(model, data, config=FitConfig()):
             else skipped
         values = [v.item() if v is not None else math.nan
                   for v in (tr_loss, tr_acc, va_loss, va_acc)]
-        # the training loss if it is evaluated, else the weights and the validation loss
-        finite = math.isfinite(values[0]) if tr_loss is not None else \
-            all(bool(torch.isfinite(p).all()) for p in model.parameters()) and \
-            (va_loss is None or math.isfinite(values[2]))
+        # the training loss if it is evaluated, else the weights and buffers (batch
+        # norm's statistics can overflow while the weights stay finite) and the
+        # validation loss if it is evaluated
+        if tr_loss is not None:
+            finite, what = math.isfinite(values[0]), f"the training loss is {values[0]}"
+        else:
+            state = [t for t in model.state_dict().values() if t.is_floating_point()]
+            finite = bool(torch.stack([torch.isfinite(t).all() for t in state]).all()) and \
+                (va_loss is None or math.isfinite(values[2]))
+            what = "the weights, batch-norm statistics or validation loss are not finite"
         if not finite:
             hist.seconds = time.perf_counter() - start
             raise DivergenceError(
-                f"training diverged at epoch {epoch}: the training loss is {values[0]}"
-                f"{'' if tr_loss is not None else ' (not evaluated; weights or val loss)'}. "
+                f"training diverged at epoch {epoch}: {what}. "
                 f"Try a smaller lr (now {lr:g}). The curves so far are in .history.", hist)
         for key, v in zip(("train_loss", "train_acc", "val_loss", "val_acc"), values):
             getattr(hist, key).append(v)

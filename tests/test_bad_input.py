@@ -3,6 +3,7 @@ import copy
 import dataclasses
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -172,8 +173,29 @@ def test_divergence_is_caught_without_training_curves():
     with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged"):
         history = sweep_fit(StackedMLP(copy.deepcopy(nets)), d, cfg, lr=[1e-3, 1e3, 1e-2])
     assert history.diverged.tolist() == [False, True, False]
-    with pytest.raises(DivergenceError, match=r"not evaluated; weights or val loss"):
+    with pytest.raises(DivergenceError, match=r"weights, batch-norm statistics or validation"):
         fit(copy.deepcopy(nets[0]), d, dataclasses.replace(cfg, lr=1e3))
+
+
+def test_batchnorm_statistics_that_overflow_count_as_divergence():
+    # a batch-norm model can keep finite weights while its running variance overflows
+    # (its outputs in eval mode are then NaN): without training curves it must still
+    # count as diverged, as it does when the training loss is evaluated
+    d = D.mnist1d(n_train=200, n_val=100, n_test=100, seed=0, device="cpu")
+    seed_all(0)
+    lrs = [1e-3, 3, 10, 30, 100, 1e3, 1e4, 1e5]
+    nets = [MLP(40, [64, 64], 10, batchnorm=True) for _ in lrs]
+    cfg = FitConfig(epochs=6, batch_size=50, progress=False, optimizer="sgd", momentum=0.9)
+    flags = []
+    for curves in [("train", "val"), ()]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            h = sweep_fit(StackedMLP(copy.deepcopy(nets)), d,
+                          dataclasses.replace(cfg, curves=curves), lr=lrs)
+        flags.append(h.diverged.tolist())
+    assert flags[0] == flags[1] and flags[0][0] is False and any(flags[0]), flags
+    with pytest.raises(DivergenceError, match="batch-norm statistics"):
+        fit(copy.deepcopy(nets[5]), d, dataclasses.replace(cfg, curves=(), lr=1e3))
 
 
 def test_sweep_divergence_of_every_model_keeps_history():
