@@ -171,6 +171,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     best_flat = flat.clone() if config.patience else None
     best_buffers = [b.clone() for b in model.buffers()] if config.patience else None
     curves, start = [], time.perf_counter()
+    skipped = (torch.full((k,), math.nan, device=dev),) * 2  # a split left out of curves
     if rho is not None:  # SAM's copies of the weights and buffers, reused every step
         at, stats = torch.empty_like(flat), [torch.empty_like(b) for b in model.buffers()]
 
@@ -220,7 +221,6 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     opt.step()
                     if config.after_step is not None:
                         config.after_step(model, step_lr)
-        skipped = (torch.full((k,), math.nan, device=dev),) * 2
         tr = _evaluate(model, xs, ys, loss, e=e) if "train" in config.curves else skipped
         va = _evaluate(model, val_x, val.y, loss, e=e) \
             if len(val) and "val" in config.curves else skipped
@@ -254,10 +254,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         ok = diverged_at < 0
         active &= ok
         curves.append(torch.where(ok, torch.stack([tr[0], tr[1], va[0], va[1]]), math.nan))
-        # nothing watched: the last epoch is the best known
-        monitored = score(config, tr, va if len(val) else None) if watched else \
-            torch.full((k,), -math.inf, device=dev)
-        improved = ((monitored < best - config.min_delta) | (not watched)) & active
+        if watched:
+            monitored = score(config, tr, va if len(val) else None)
+            improved = (monitored < best - config.min_delta) & active
+        else:  # nothing watched: the last epoch is the best known
+            monitored, improved = best, active.clone()
         best = torch.where(improved, monitored, best)
         best_epoch = torch.where(improved, epoch, best_epoch)
         bad = torch.where(improved, 0, bad + active.long())

@@ -43,7 +43,8 @@ class FitConfig:
                 that needs only its final model (``labkit.ledger``) saves the passes over
                 the training set. Without the monitored split, ``best_epoch`` is the last
                 epoch, and early stopping (``patience``) needs it. Without ``"train"``, a
-                run has diverged when its weights (or its validation loss) are not finite.
+                run has diverged when its weights, its buffers (batch-norm statistics)
+                or its validation loss are not finite.
     """
 
     epochs: int = 20
@@ -355,8 +356,8 @@ def fit(model, data, config=FitConfig()):
         bar.set_postfix(train=f"{values[0]:.3f}", val=f"{values[2]:.3f}", refresh=False)
         # nothing watched: the last epoch is the best known
         monitored = score(config, values[:2], values[2:] if len(val) else None) \
-            if watched else -math.inf
-        if monitored < best_score - config.min_delta or not watched:
+            if watched else best_score
+        if not watched or monitored < best_score - config.min_delta:
             best_score, hist.best_epoch, bad_epochs = monitored, epoch, 0
             if config.patience is not None and config.restore_best:
                 best_state = copy.deepcopy(model.state_dict())
