@@ -59,3 +59,14 @@ def test_translations_keep_every_number_and_reference():
 ])
 def test_the_check_catches_a_lost_token(english, chinese, lost):
     assert (i18n.tokens(english) != i18n.tokens(chinese)) == lost
+
+
+@pytest.mark.parametrize("english,chinese,changed", [
+    ("\nR = \\frac1n \\sum_i \\ell_i,\n\\qquad \\text{train}\n",
+     "R = \\frac1n \\sum_i \\ell_i,\n\\qquad \\text{训练}", False),
+    ("\nR = \\frac1n \\sum_i \\ell_i,\n\\qquad\n", "R = \\frac1n \\sum_i \\ell_i,\n\n\\qquad", True),
+    ("\nR = \\frac1n \\sum_i \\ell_i\n", "R = \\frac1n \\sum_j \\ell_j", True),
+    ("a paragraph with $x$\n\nand more", "一段\n\n文字 $x$", False),
+])
+def test_the_check_catches_a_changed_equation(english, chinese, changed):
+    assert i18n.equation_changed(english, chinese) == changed

@@ -19,7 +19,8 @@ same executed lab as on the English page: the two editions share one jupyter-cac
 keeps its old translation marked fuzzy (to be revised), a new one is empty.
 ``check`` fails on any of these, and on a translation that drops, adds or changes a
 role ({glue:text}, {term}, {cite:t}, {numref}, {doc}, {ref}), an inline math span, an
-inline code span or a link target of its English message. A glued English phrase
+inline code span or a link target of its English message, or that changes a display
+equation other than in its words (``\\text{...}``). A glued English phrase
 ``key`` may become the lab's Chinese version of it, glued as ``key_zh``.
 """
 import argparse
@@ -150,6 +151,19 @@ def tokens(text):
                    + LINK.findall(text))
 
 
+def _tex(equation):
+    """A display equation's TeX without whitespace and words (\\text{...})."""
+    return re.sub(r"\s+", "", re.sub(r"\\text\{[^{}]*\}", "", equation))
+
+
+def equation_changed(english, chinese):
+    """A display equation (a message that opens with a line break) keeps its TeX; only
+    its words may change. A blank line would split it in two (Sphinx aligns the parts)."""
+    return english[:1] == "\n" and (
+        _tex(english) != _tex(chinese)
+        or ("\n\n" in chinese.strip()) != ("\n\n" in english.strip()))
+
+
 def problems(path):
     out = []
     catalog = _read(path)
@@ -161,6 +175,8 @@ def problems(path):
             out.append(f"untranslated  {where}")
         elif m.fuzzy:
             out.append(f"fuzzy         {where}")
+        elif equation_changed(m.id, m.string):
+            out.append(f"equation changed  {where}")
         else:
             src, dst = tokens(m.id), tokens(m.string)
             for role, n in (src - dst).items():
