@@ -286,7 +286,7 @@ def equations(page):
 def test_chinese_page_has_the_english_equations(page):
     """Every equation of the English page, in the Chinese one (in any order: a
     translation may reorder a sentence's symbols). Sphinx's translation of a display
-    equation under MyST had written "::" in place of every one (_ext/math_i18n.py)."""
+    equation under MyST had written "::" in place of every one (_ext/zh_edition.py)."""
     en, zh = Counter(equations(page)), Counter(equations(f"zh/{page}"))
     assert zh == en, f"zh/{page}: only in English {list((en - zh).elements())[:3]}, " \
                      f"only in Chinese {list((zh - en).elements())[:3]}"
