@@ -14,9 +14,9 @@ it, and 1.7-2.0x with dropout (``randomness="different"``). Other architectures
 
 The arithmetic is laid out for speed where measurement said so: a narrow
 class layer is computed transposed (``affine``), the cross-entropy has its
-gradient written out (``CrossEntropy``), and a plain stack (no batch norm, no
-dropout) can compute its gradients without autograd (``cross_entropy_grads``),
-bit for bit the same. Tests check each against autograd; the README's benchmark
+gradient written out (``CrossEntropy``), and a stack without batch norm (with or
+without dropout) can compute its gradients without autograd (``cross_entropy_grads``),
+bit for bit the same (dropout included). Tests check each against autograd; the README's benchmark
 section has the profiles. Its optimizer is in ``labkit.optim``.
 """
 import torch
@@ -27,7 +27,7 @@ from .runtime import seeded
 
 __all__ = ["StackedMLP", "CrossEntropy", "affine"]
 
-WRITTEN_OUT = True  # False: sweeps of plain stacks take autograd too (tests compare the two)
+WRITTEN_OUT = True  # False: every sweep takes autograd (tests compare the two)
 
 
 NARROW = 32  # an output this much narrower than its input (a class layer) is computed transposed
@@ -265,14 +265,15 @@ class StackedMLP(nn.Module):
 
     @property
     def plain(self):
-        """Neither batch norm nor dropout: ``cross_entropy_grads`` applies."""
+        """Neither batch norm nor dropout."""
         return not self.batchnorm and not self.any_dropout
 
     @torch.no_grad()
     def cross_entropy_grads(self, x, y, grads):
         """Write the gradients of the K models' mean cross-entropy on the batch
         ``(x, y)`` into ``grads`` (one tensor per parameter, ``parameters()`` order),
-        with the backward pass written out, for a ``plain`` stack in training.
+        with the backward pass written out, for a stack without batch norm (with or
+        without dropout; in training mode dropout draws its masks as ``forward`` does).
 
         The operations are autograd's for ``forward`` and ``CrossEntropy``, in the
         same order, so the gradients are identical (``tests/test_sweep.py`` checks
@@ -281,15 +282,21 @@ class StackedMLP(nn.Module):
         ``benchmarks/roofline.py`` took 0.282 s against 0.338 s with autograd
         (best of 12 interleaved pairs; median ratio of the pairs 0.88).
         """
-        if not self.plain:
-            raise ValueError("cross_entropy_grads is for stacks without batch norm or dropout")
+        if self.batchnorm:
+            raise ValueError("cross_entropy_grads is for stacks without batch norm")
         h = self._inputs(x)
-        inputs, last = [], len(self.weights) - 1
+        inputs, relus, masks, last = [], [], [], len(self.weights) - 1
+        dropout = self.training and self.any_dropout
+        keep = 1 - self.p[:, None, None]
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             inputs.append(h)
             h = affine(h, w, b)
             if i < last:
                 h = torch.relu_(h)
+                relus.append(h)
+                if dropout:  # as forward: the same draws, in the same order
+                    masks.append(torch.rand_like(h) < keep)
+                    h = h * masks[-1] / keep
         y = y.expand(self.k, -1) if y.ndim == 1 else y
         e, total, _ = _softmax_parts(h)
         scale = torch.ones(self.k, device=h.device, dtype=h.dtype) / h.shape[1]
@@ -298,8 +305,12 @@ class StackedMLP(nn.Module):
             a, w = inputs[i], self.weights[i]
             grads[i].copy_(torch.bmm(g.mT, a).mT if _narrow(w) else torch.bmm(a.mT, g))
             torch.sum(g, 1, keepdim=True, out=grads[len(self.weights) + i])
-            if i:  # ReLU's backward: zero where its output was not positive
-                g = relu_backward(torch.bmm(g, w.mT), a)
+            if i:
+                g = torch.bmm(g, w.mT)
+                if dropout:  # autograd's order: the division's backward, then the mask's
+                    g = g.div_(keep).mul_(masks[i - 1])
+                # ReLU's backward: zero where its output was not positive
+                g = relu_backward(g, relus[i - 1])
 
     def unstack(self, index, template):
         """Copy model ``index``'s weights into ``template`` (an MLP of the same shape)."""

@@ -282,10 +282,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
 def _written_out(model, config, loss, params):
     """Whether a step may take ``StackedMLP.cross_entropy_grads``, the backward pass
     written out (the same gradients, bit for bit, without autograd's bookkeeping):
-    a plain stack, the cross-entropy on hard labels (checked per batch), no penalty,
-    every parameter trained, and nothing that changes the forward pass (hooks,
+    a stack without batch norm (dropout is written out too), the cross-entropy on
+    hard labels (checked per batch), no penalty, every parameter trained, and nothing that changes the forward pass (hooks,
     parametrizations, a subclass's own ``forward``)."""
-    if not (isinstance(model, StackedMLP) and model.plain and stacked.WRITTEN_OUT):
+    if not (isinstance(model, StackedMLP) and not model.batchnorm and stacked.WRITTEN_OUT):
         return False
     hooks = [model._forward_hooks, model._forward_pre_hooks,
              nn.modules.module._global_forward_hooks,

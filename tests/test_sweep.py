@@ -257,12 +257,12 @@ def test_sweep_cross_entropy_matches_torch_and_its_gradient():
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, optimizer,
                                                              mask, monkeypatch):
-    """A plain stack (no batch norm, dropout or penalty) with hard labels trains with
+    """A stack without batch norm or penalty, with hard labels, trains with
     ``StackedMLP.cross_entropy_grads``, its backward pass written out; the weights and
     curves are identical to autograd's, with a narrow class layer (32 -> 10) and a
-    wide one (8 -> 64), a batch per model (augment) and models on their own data; with
-    ReLU's backward as PyTorch's kernel or as a multiply by the mask (the portable
-    kernels' choice)."""
+    wide one (8 -> 64), a batch per model (augment) and models on their own data, with
+    and without dropout (each model its own rate, one of them 0); with ReLU's backward
+    as PyTorch's kernel or as a multiply by the mask (the portable kernels' choice)."""
     import labkit.stacked as stacked_module
     monkeypatch.setattr(stacked_module, "MASK_RELU_BACKWARD", mask)
     calls = []
@@ -282,13 +282,17 @@ def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, opti
         monkeypatch.setattr(stacked_module, "WRITTEN_OUT", written_out)
         for hidden in [(32, 32), (8,)]:
             for case, (cfg, kwargs) in cases.items():
-                stacked = StackedMLP(mlps(3, hidden=hidden, out=10 if hidden[-1] == 32 else 64))
-                h = sweep_fit(stacked, small_mnist1d, cfg, **kwargs)
-                runs[written_out, hidden, case] = h, [p.detach().clone()
-                                                      for p in stacked.parameters()]
+                for dropout in (0.0, [0.5, 0.0, 0.2]):
+                    stacked = StackedMLP(mlps(3, hidden=hidden,
+                                              out=10 if hidden[-1] == 32 else 64),
+                                         dropout=dropout)
+                    seed_all(1)  # the dropout masks' draws
+                    h = sweep_fit(stacked, small_mnist1d, cfg, **kwargs)
+                    runs[written_out, hidden, case, bool(dropout)] = \
+                        h, [p.detach().clone() for p in stacked.parameters()]
         assert bool(calls) == written_out
         calls.clear()
-    for key in [(h, c) for h in [(32, 32), (8,)] for c in cases]:
+    for key in [(h, c, d) for h in [(32, 32), (8,)] for c in cases for d in (False, True)]:
         (a, pa), (b, pb) = runs[(True, *key)], runs[(False, *key)]
         np.testing.assert_array_equal(a.train_loss, b.train_loss)
         np.testing.assert_array_equal(a.val_acc, b.val_acc)
@@ -309,7 +313,7 @@ def test_written_out_backward_only_where_autograd_would_agree(small_mnist1d):
 
     assert ok(StackedMLP(mlps(2)))
     assert not ok(StackedMLP(mlps(2)), dataclasses.replace(CFG, penalty=lambda m: 0.0))
-    assert not ok(StackedMLP(mlps(2), dropout=0.5))
+    assert ok(StackedMLP(mlps(2), dropout=0.5))  # dropout is written out too
     assert not ok(StackedMLP(mlps(2, batchnorm=True)))
     frozen = StackedMLP(mlps(2))
     frozen.weights[0].requires_grad_(False)
