@@ -21,8 +21,8 @@ from .grid import Grid, SweepHistory, history
 from .optim import Optimizer, flatten
 from .runtime import generator, no_host_sync
 from .stacked import CrossEntropy, StackedMLP, _per_model
-from .train import (DivergenceError, FitConfig, check_monitor, loss_fn, monitored_split,
-                    progress_bar, score)
+from .train import (DivergenceError, FitConfig, check_monitor, curves_now, loss_fn,
+                    monitored_split, progress_bar, score)
 from .vmapped import StackedModel
 
 __all__ = ["Grid", "StackedMLP", "StackedModel", "SweepHistory", "sweep_fit"]
@@ -110,8 +110,9 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     them in the data's own shape, ``(N, *data.in_shape)`` shared or
     ``(K, N, *data.in_shape)`` per model (e.g. ``(K, N, 40)`` for MNIST-1D).
 
-    A model whose training loss becomes non-finite (without ``"train"`` in
-    ``config.curves``: its weights, batch-norm statistics or validation loss) stops
+    A model whose training loss becomes non-finite (when the training loss is not
+    evaluated, ``config.curves`` and ``curves_at``: its weights, batch-norm statistics
+    or validation loss) stops
     training (the others go on), with a warning; ``history.diverged_at`` records when. If every
     model diverges, ``DivergenceError`` is raised; its ``.history`` holds
     every epoch before that.
@@ -145,8 +146,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     check_monitor(config, loss)
     train, val = data.train, data.val
     watched = monitored_split(config, val)
-    checked = "the training loss is" if "train" in config.curves else \
-        "the weights, batch-norm statistics or validation loss are"
+    checked = "the weights, batch-norm statistics or validation loss are"  # no train curve
     if train_index is None:
         xs, ys, n = prep(train.x), train.y, len(train)
     else:
@@ -221,13 +221,14 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
                     opt.step()
                     if config.after_step is not None:
                         config.after_step(model, step_lr)
-        tr = _evaluate(model, xs, ys, loss, e=e) if "train" in config.curves else skipped
-        va = _evaluate(model, val_x, val.y, loss, e=e) \
-            if len(val) and "val" in config.curves else skipped
+        now = curves_now(config, epoch)
+        tr = _evaluate(model, xs, ys, loss, e=e) if "train" in now else skipped
+        va = _evaluate(model, val_x, val.y, loss, e=e) if len(val) and "val" in now \
+            else skipped
         # the training loss if it is evaluated, else the weights, the per-model buffers
         # (batch norm's statistics can overflow while the weights stay finite) and the
         # validation loss if it is evaluated
-        if "train" in config.curves:
+        if "train" in now:
             finite = torch.isfinite(tr[0])
         else:
             finite = torch.isfinite(flat).all(1) & (torch.isfinite(va[0]) | (va is skipped))
@@ -240,7 +241,8 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
             if not bool(finite.any()):
                 raise DivergenceError(
                     f"all {k} models diverged (the last at epoch {epoch}): "
-                    f"{checked} not finite. Try smaller learning rates. "
+                    f"{'the training loss is' if 'train' in now else checked} not finite. "
+                    "Try smaller learning rates. "
                     "The curves so far are in .history.",
                     history(curves, best_epoch, start, diverged_at, grid))
             if new:
@@ -254,10 +256,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         ok = diverged_at < 0
         active &= ok
         curves.append(torch.where(ok, torch.stack([tr[0], tr[1], va[0], va[1]]), math.nan))
-        if watched:
+        if watched in now:
             monitored = score(config, tr, va if len(val) else None)
             improved = (monitored < best - config.min_delta) & active
-        else:  # nothing watched: the last epoch is the best known
+        else:  # nothing watched (at this epoch): the last epoch is the best known
             monitored, improved = best, active.clone()
         best = torch.where(improved, monitored, best)
         best_epoch = torch.where(improved, epoch, best_epoch)
@@ -283,8 +285,9 @@ def _written_out(model, config, loss, params):
     """Whether a step may take ``StackedMLP.cross_entropy_grads``, the backward pass
     written out (the same gradients, bit for bit, without autograd's bookkeeping):
     a stack without batch norm (dropout is written out too), the cross-entropy on
-    hard labels (checked per batch), no penalty, every parameter trained, and nothing that changes the forward pass (hooks,
-    parametrizations, a subclass's own ``forward``)."""
+    hard labels (checked per batch), no penalty, every parameter trained, and nothing
+    that changes the forward pass (hooks, parametrizations, a subclass's own
+    ``forward``)."""
     if not (isinstance(model, StackedMLP) and not model.batchnorm and stacked.WRITTEN_OUT):
         return False
     hooks = [model._forward_hooks, model._forward_pre_hooks,

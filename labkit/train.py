@@ -45,6 +45,10 @@ class FitConfig:
                 epoch, and early stopping (``patience``) needs it. Without ``"train"``, a
                 run has diverged when its weights, its buffers (batch-norm statistics)
                 or its validation loss are not finite.
+    curves_at:  ``"every epoch"``, or ``"last epoch"`` for a run that reads only its
+                final values (``history.last``): the curves are evaluated after the
+                last epoch alone and read NaN before it, the training is the same (no
+                ``patience``: early stopping watches every epoch).
     """
 
     epochs: int = 20
@@ -67,6 +71,7 @@ class FitConfig:
     progress: bool = True
     desc: str = "fit"
     curves: tuple = ("train", "val")
+    curves_at: str = "every epoch"
 
     def __post_init__(self):
         checks = [
@@ -85,6 +90,10 @@ class FitConfig:
              "patience must be None or an int >= 1"),
             (isinstance(self.curves, (tuple, list)) and set(self.curves) <= {"train", "val"},
              "curves must be a tuple of 'train' and/or 'val'"),
+            (self.curves_at in ("every epoch", "last epoch"),
+             "curves_at must be 'every epoch' or 'last epoch'"),
+            (self.patience is None or self.curves_at == "every epoch",
+             "early stopping (patience) watches every epoch: curves_at='every epoch'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -153,6 +162,13 @@ def monitored_split(config, val):
                          f"split every epoch{why}, but curves={tuple(config.curves)} "
                          "leaves it out")
     return None
+
+
+def curves_now(config, epoch):
+    """The splits evaluated at the end of ``epoch``: ``config.curves``, or none before
+    the last epoch when ``config.curves_at`` is ``"last epoch"``."""
+    last = config.curves_at == "every epoch" or epoch == config.epochs - 1
+    return config.curves if last else ()
 
 
 def score(config, train_metrics, val_metrics):
@@ -328,10 +344,9 @@ def fit(model, data, config=FitConfig()):
                 opt.step()
                 if config.after_step is not None:
                     config.after_step(model, lr)
-        skipped = (None, None)
-        tr_loss, tr_acc = evaluate(model, train, loss) if "train" in config.curves else skipped
-        va_loss, va_acc = evaluate(model, val, loss) if len(val) and "val" in config.curves \
-            else skipped
+        skipped, now = (None, None), curves_now(config, epoch)
+        tr_loss, tr_acc = evaluate(model, train, loss) if "train" in now else skipped
+        va_loss, va_acc = evaluate(model, val, loss) if len(val) and "val" in now else skipped
         values = [v.item() if v is not None else math.nan
                   for v in (tr_loss, tr_acc, va_loss, va_acc)]
         # the training loss if it is evaluated, else the weights and buffers (batch
@@ -354,10 +369,11 @@ def fit(model, data, config=FitConfig()):
         hist.epoch.append(epoch)
         hist.lr.append(lr)
         bar.set_postfix(train=f"{values[0]:.3f}", val=f"{values[2]:.3f}", refresh=False)
-        # nothing watched: the last epoch is the best known
+        # nothing watched (at this epoch): the last epoch is the best known
+        scored = watched in now
         monitored = score(config, values[:2], values[2:] if len(val) else None) \
-            if watched else best_score
-        if not watched or monitored < best_score - config.min_delta:
+            if scored else best_score
+        if not scored or monitored < best_score - config.min_delta:
             best_score, hist.best_epoch, bad_epochs = monitored, epoch, 0
             if config.patience is not None and config.restore_best:
                 best_state = copy.deepcopy(model.state_dict())

@@ -35,6 +35,11 @@ CASES = {
     "patience in a sweep without curves": (
         lambda: sweep_fit(StackedMLP([MLP(3, [4], 2)]), tiny(), FitConfig(patience=2, curves=())),
         ValueError, "watches the val split every epoch, but curves=() leaves it out"),
+    "curves at no epoch": (lambda: FitConfig(curves_at="never"), ValueError,
+                           "curves_at must be 'every epoch' or 'last epoch'"),
+    "patience with curves at the last epoch": (
+        lambda: FitConfig(patience=2, curves_at="last epoch"), ValueError,
+        "early stopping (patience) watches every epoch"),
     "dropout p < 0": (lambda: MLP(4, [8], 2, dropout=-0.1), ValueError, "[0, 1)"),
     "dropout p nan": (lambda: CNN(1, 2, dropout=math.nan), ValueError, "[0, 1)"),
     "dropout p bool": (lambda: MLP(4, [8], 2, dropout=True), ValueError, "[0, 1)"),
@@ -163,16 +168,20 @@ def test_sweep_divergence_stops_only_that_model():
     assert all(torch.isfinite(w).all() for w in stacked.parameters())
 
 
-def test_divergence_is_caught_without_training_curves():
-    # curves=() evaluates no split: a model has diverged when its weights are not finite
+@pytest.mark.parametrize("curves", [dict(curves=()), dict(curves_at="last epoch")],
+                         ids=["no curves", "curves at the last epoch"])
+def test_divergence_is_caught_without_training_curves(curves):
+    # curves=() evaluates no split, and curves_at="last epoch" none before the last
+    # epoch: a model has diverged when its weights are not finite
     d = D.regression(n_train=32, n_val=16, n_test=16, device="cpu")
     seed_all(0)
     nets = [MLP(1, [32, 32], 1) for _ in range(3)]
     cfg = FitConfig(epochs=30, optimizer="sgd", momentum=0.9, batch_size=8, progress=False,
-                    curves=())
+                    **curves)
     with pytest.warns(RuntimeWarning, match=r"models \[1\] \(model=1, lr=1000\) diverged"):
         history = sweep_fit(StackedMLP(copy.deepcopy(nets)), d, cfg, lr=[1e-3, 1e3, 1e-2])
     assert history.diverged.tolist() == [False, True, False]
+    assert history.diverged_at[1] < cfg.epochs - 1  # caught before the last epoch
     with pytest.raises(DivergenceError, match=r"weights, batch-norm statistics or validation"):
         fit(copy.deepcopy(nets[0]), d, dataclasses.replace(cfg, lr=1e3))
 

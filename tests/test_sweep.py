@@ -471,6 +471,25 @@ def test_curves_left_out_read_nan_and_change_no_weight(small_mnist1d, curves):
         assert (p.best_epoch == cfg.epochs - 1).all()
 
 
+def test_curves_at_the_last_epoch_alone(small_mnist1d):
+    """``curves_at="last epoch"``: the same weights bit for bit, the last epoch's values
+    a full run's, NaN before it, and the last epoch as the best; in ``fit`` too."""
+    cfg = dataclasses.replace(CFG, epochs=3)
+    last = dataclasses.replace(cfg, curves_at="last epoch")
+    full, part = StackedMLP(mlps(3)), StackedMLP(mlps(3))
+    h, p = sweep_fit(full, small_mnist1d, cfg), sweep_fit(part, small_mnist1d, last)
+    for a, b in zip(full.parameters(), part.parameters()):
+        assert torch.equal(a, b)
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        np.testing.assert_array_equal(p.last[key], h.last[key])
+        assert np.isnan(getattr(p, key)[:-1]).all(), key
+    assert (p.best_epoch == cfg.epochs - 1).all()
+    one, other = mlps(1)[0], mlps(1)[0]  # the same initial weights
+    a, b = fit(one, small_mnist1d, cfg), fit(other, small_mnist1d, last)
+    assert a.last == b.last and b.best_epoch == cfg.epochs - 1
+    assert np.isnan(b.train_loss[:-1]).all() and np.isnan(b.val_acc[:-1]).all()
+
+
 def test_early_stopping_on_val_curves_alone_matches_the_full_run():
     d = regression(n_train=20, n_val=100, n_test=10, seed=0, device="cpu")
     cfg = FitConfig(epochs=300, batch_size=20, lr=1e-2, optimizer="sgd", patience=20,
