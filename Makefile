@@ -20,19 +20,13 @@ SOURCES := $(wildcard *.md *.yml *.bib chapters/*.md labs/*.ipynb labkit/*.py _e
 # (tools/i18n.py); they glue their numbers from the same executed labs (one cache).
 LANGS   ?= en zh
 ZH      := $(filter zh,$(LANGS))
-# The editions build side by side, one core each (the labs are executed by then): on
-# 2 cores 30 s for both against 44 s one after the other. Each build's log is printed
-# when it ends; make book fails if either build does.
-EN_BUILD = $(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
-ZH_BUILD = $(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going \
-  --config $(BUILD)/zh/_config_zh.yml --path-output $(BUILD)/zh .
 STAMP   := $(VENV)/.installed
 # jupyter-cache keys executed labs by notebook content only; a change to labkit must re-run them
 LABKIT_HASH := $(shell cat labkit/*.py | cksum | cut -d' ' -f1)
 # The lab kernels and pytest run with outbound network refused (loopback allowed).
 OFFLINE := PYTHONPATH=$(CURDIR)/tests/offline
 
-.PHONY: book test unit labs site robust e2e bench course-time clean venv chromium
+.PHONY: book editions edition-en edition-zh test unit labs site robust e2e bench course-time clean venv chromium
 
 venv: $(STAMP)
 
@@ -50,19 +44,27 @@ book: $(STAMP)
 	  $(BUILD)/zh/_build/.doctrees  # no stale pages; executed labs stay cached
 	@test -f $(BUILD)/.labkit-$(LABKIT_HASH) || { rm -rf $(BUILD)/_build/.jupyter_cache $(BUILD)/.labkit-*; \
 	  mkdir -p $(BUILD) && touch $(BUILD)/.labkit-$(LABKIT_HASH); }
-	$(LAB_ENV) $(BIN)/python tools/execute_labs.py $(BUILD)/_build/.jupyter_cache
 	$(if $(ZH),$(BIN)/python tools/i18n.py config $(BUILD))
-	@echo "building the site: $(EN_BUILD)$(if $(ZH), and beside it: $(ZH_BUILD))"
-	@status=0; $(EN_BUILD) > $(BUILD)/en.log 2>&1 & en=$$!; \
-	$(if $(ZH),$(ZH_BUILD) > $(BUILD)/zh.log 2>&1 & zh=$$!;) \
-	wait $$en || status=1; cat $(BUILD)/en.log; \
-	$(if $(ZH),wait $$zh || status=1; cat $(BUILD)/zh.log;) \
-	exit $$status
+	$(LAB_ENV) $(BIN)/python tools/execute_labs.py $(BUILD)/_build/.jupyter_cache; \
+	  case $$? in 0) jobs=-j2;; 3) jobs=-j1;; *) exit 1;; esac; \
+	  $(MAKE) --no-print-directory --output-sync=target $$jobs editions
 	@echo "site: $(BUILD)/_build/html/index.html"
 ifneq ($(ZH),)
 	cp -r $(BUILD)/zh/_build/html $(BUILD)/_build/html/zh
 	@echo "中文版: $(BUILD)/_build/html/zh/index.html"
 endif
+
+# The editions build side by side, one core each, once every lab is executed and cached
+# (on 2 cores 30 s for both against 44 s one after the other); each build's log is
+# printed when it ends (--output-sync). If a lab failed, it is not cached and
+# jupyter-book reruns it to report its error: then one build after the other, so that
+# only the English one reruns it.
+editions: edition-en $(if $(ZH),edition-zh)
+edition-en:
+	$(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --path-output $(BUILD) .
+edition-zh:
+	$(LAB_ENV) $(BIN)/jupyter-book build -W -n --keep-going \
+	  --config $(BUILD)/zh/_config_zh.yml --path-output $(BUILD)/zh .
 
 test: unit labs site
 

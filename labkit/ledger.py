@@ -135,9 +135,11 @@ class RecipeRuns:
 
 def _group_key(r):
     """Recipes share a stack when they train alike. Those that need a hook (shifts or
-    noise, soft targets, an L1 term) or dropout stack apart from those that need none,
-    which then take the sweep's written-out backward instead of autograd's (on 2 CPU
-    cores a hooked stack cost about 3x as much per model)."""
+    noise, soft targets, an L1 term) stack apart from those that need none, which then
+    take the sweep's written-out backward instead of autograd's (on 2 CPU cores a
+    hooked stack cost about 3x as much per model); dropout stacks apart too (it would
+    draw masks for every model of a stack, and the dropout group's draws are kept as
+    they were)."""
     return (r.batchnorm, r.schedule, r.patience, r.prune, r.shift > 0 or r.noise > 0,
             r.smoothing > 0 or r.mixup > 0, r.l1 > 0, r.dropout > 0,
             r.ema > 0 or r.swa > 0, r.sam > 0)

@@ -263,11 +263,6 @@ class StackedMLP(nn.Module):
                 h = h * (torch.rand_like(h) < keep) / keep
         return h
 
-    @property
-    def plain(self):
-        """Neither batch norm nor dropout."""
-        return not self.batchnorm and not self.any_dropout
-
     @torch.no_grad()
     def cross_entropy_grads(self, x, y, grads):
         """Write the gradients of the K models' mean cross-entropy on the batch

@@ -67,6 +67,11 @@ def test_the_check_catches_a_lost_token(english, chinese, lost):
     ("\nR = \\frac1n \\sum_i \\ell_i,\n\\qquad\n", "R = \\frac1n \\sum_i \\ell_i,\n\n\\qquad", True),
     ("\nR = \\frac1n \\sum_i \\ell_i\n", "R = \\frac1n \\sum_j \\ell_j", True),
     ("a paragraph with $x$\n\nand more", "一段\n\n文字 $x$", False),
+    # lines joined: \qquadw is an unknown control word, not \qquad w
+    ("\nR,\\qquad\nw = 1\n", "R,\\qquadw = 1", True),
+    # an equation on one line (no leading line break)
+    ("\\hat x = \\frac{x}{2}", "\\hat x = \\frac{x}{3}", True),
+    ("\\hat x = \\frac{x}{2}", "\\hat x = \\frac{x}{2}", False),
 ])
 def test_the_check_catches_a_changed_equation(english, chinese, changed):
     assert i18n.equation_changed(english, chinese) == changed

@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import i18n  # noqa: E402  (tools/i18n.py: the TeX tokens both checks compare)
 SITE = (ROOT / os.environ.get("SITE", "_build/default/_build/html")).resolve()
 SHOTS = ROOT / "_build" / "screenshots"
 PAGES = sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
@@ -55,8 +57,9 @@ class Anchors(HTMLParser):
         if tag == "img":
             self.images.append(attrs.get("src"))
             self.alts.append((attrs.get("src"), attrs.get("alt") or ""))
-        if (tag == "script" and attrs.get("src")) or (tag == "img" and attrs.get("src")) or \
-                (tag == "link" and attrs.get("href") and attrs.get("rel") in ("stylesheet", "preload")):
+        loads = tag in ("script", "img") and attrs.get("src") or tag == "link" and \
+            attrs.get("href") and attrs.get("rel") in ("stylesheet", "preload")
+        if loads:
             self.assets.append(attrs.get("src") or attrs.get("href"))
         if "id" in attrs:
             self.ids.add(attrs["id"])
@@ -64,7 +67,6 @@ class Anchors(HTMLParser):
             self.links.append(attrs["href"])
         if tag == "link" and "icon" in (attrs.get("rel") or "").split() and attrs.get("href"):
             self.icons.append(attrs["href"])
-
 
     def handle_data(self, data):
         if self._in_pasted:
@@ -121,15 +123,27 @@ NUMBER = re.compile(r"[-+−]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+−]?\d+)?%?")
 ZH_PAGES = [p for p in PAGES if p.startswith("zh/")]
 # checked in the browser on their one load (test_page_in_browser)
 FIGURE_PAGES = [p for p in PAGES if p.startswith(("chapters/", "labs/"))]
-# In the browser: every English page and these Chinese ones (the redirect, a page of
-# prose, the chapter with the most equations, a lab). The other Chinese pages are the
-# English ones with their paragraphs swapped for translations, on the same theme,
-# scripts and figures: they are checked against their English twins without a browser
-# (the same equations, figure files and glued numbers; every file they load present;
-# alt text on every image), which takes 43 page loads (about 50 s of 2 cores) off
-# `make test`.
-ZH_IN_BROWSER = ["zh/index.html", "zh/intro.html", "zh/chapters/20_adversarial.html",
-                 "zh/labs/14_noise.html"]
+MATH = re.compile(r'<(span|div) class="math[^"]*"[^>]*>(.*?)</\1>', re.S)
+
+
+@functools.lru_cache(maxsize=None)
+def math_spans(page):
+    """The TeX of every formula on the page, inline and display, as the page has it."""
+    return [m.group(2) for m in MATH.finditer((SITE / page).read_text(encoding="utf-8"))]
+
+
+# In the browser: every English page and some Chinese ones: the redirect, a page of
+# prose, a chapter with many equations, a lab, and every page whose equations hold
+# Chinese words (\text{...}, which the English pages do not typeset). The other Chinese
+# pages are English ones with their paragraphs swapped for translations, on the same
+# theme and scripts (their own copies in zh/, which the Chinese pages in the browser
+# load): they are checked against their English twins without a browser (the same
+# equations, figure files and glued numbers; every file they load present; alt text on
+# every image), which takes about 40 page loads (about 45 s of 2 cores) off `make test`.
+ZH_SAMPLE = ["zh/index.html", "zh/intro.html", "zh/chapters/20_adversarial.html",
+             "zh/labs/14_noise.html"]
+ZH_IN_BROWSER = ZH_SAMPLE + [p for p in ZH_PAGES if p not in ZH_SAMPLE and any(
+    re.search("[\u4e00-\u9fff]", tex) for tex in math_spans(p))]
 BROWSER_PAGES = [p for p in PAGES if not p.startswith("zh/") or p in ZH_IN_BROWSER]
 LAB_PAGES = [p for p in PAGES if p.startswith("labs/")]
 
@@ -271,15 +285,16 @@ def test_chinese_page_glues_the_same_numbers_and_figures(page):
         f"only in Chinese {numbers(zh) - numbers(en)}"
 
 
-MATH = re.compile(r'<(span|div) class="math[^"]*"[^>]*>(.*?)</\1>', re.S)
-
-
 def equations(page):
-    """The page's TeX, inline and display, in order, without whitespace and without
-    its words (\\text{...}, which a translation translates and may add)."""
-    html = (SITE / page).read_text(encoding="utf-8")
-    return [re.sub(r"\s+", "", re.sub(r"\\text\{[^{}]*\}", "", m.group(2)))
-            for m in MATH.finditer(html)]
+    """The page's formulas, inline and display, as TeX tokens without their words
+    (\\text{...}, which a translation translates and may add): the same tokens are the
+    same formula whatever the line breaks (tools/i18n.py)."""
+    return [" ".join(i18n.tex_tokens(tex)) for tex in math_spans(page)]
+
+
+def test_the_chinese_browser_sample_is_in_the_site():
+    if ZH_PAGES:
+        assert set(ZH_SAMPLE) <= set(ZH_PAGES), set(ZH_SAMPLE) - set(ZH_PAGES)
 
 
 @pytest.mark.parametrize("page", [p for p in EN_PAGES if equations(p)])
@@ -292,18 +307,32 @@ def test_chinese_page_has_the_english_equations(page):
                      f"only in Chinese {list((zh - en).elements())[:3]}"
 
 
+# what may spell words in a formula: \text{...} and its kin, environments, control
+# words, HTML entities (&amp; of an aligned equation)
+WORDS = re.compile(r"\\(?:text|mathrm|operatorname|mathbf|textbf|mbox|begin|end)\{[^{}]*\}"
+                   r"|\\[A-Za-z]+|&[a-z]+;")
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_dollar_became_math(page):
-    """No "$" left in the page's text outside code and math: a $ shows where MyST did
-    not pair math delimiters, and the prose after it rendered as math (a display
-    equation written inside a paragraph of chapter 11 did, in both editions, and
-    MathJax typeset the garbled text without an error)."""
+    """Math delimiters paired as the author meant: no "$" left in the text outside code
+    and math, no empty formula, no formula of English words. A display equation
+    written inside a paragraph of chapter 11 left its dollars unpaired in both
+    editions: the prose after it rendered as math, which MathJax typeset without an
+    error (an odd count leaves a $ behind; an even one, empty formulas and prose)."""
     html = (SITE / page).read_text(encoding="utf-8")
     main = re.search(r"<main.*?</main>", html, re.S)
-    text = MATH.sub("", re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", main.group(0), flags=re.S)) \
+    body = re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", main.group(0), flags=re.S) \
         if main else ""
+    text = MATH.sub("", body)
     at = text.find("$")
     assert at < 0, f"{page}: an unpaired math delimiter: {text[max(0, at - 80):at + 40]!r}"
+    for m in MATH.finditer(body):
+        tex = m.group(2).strip()
+        inner = re.sub(r"^\\[(\[]|\\[)\]]$", "", tex).strip()
+        assert inner, f"{page}: an empty formula: {tex!r}"
+        words = re.findall(r"(?<![A-Za-z])[A-Za-z]{3,}", WORDS.sub(" ", inner))
+        assert len(words) < 3, f"{page}: a formula of words, prose set as math? {tex[:80]!r}"
 
 
 @pytest.mark.parametrize("page", [p for p in ZH_PAGES if p not in ZH_IN_BROWSER])

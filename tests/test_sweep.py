@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from labkit.data import Dataset, regression
 from labkit.models import MLP
 from labkit.runtime import seed_all
+from labkit.stacked import CrossEntropy
 from labkit.sweep import StackedMLP, sweep_fit
 from labkit.train import FitConfig, fit
 
@@ -290,14 +291,37 @@ def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, opti
                     h = sweep_fit(stacked, small_mnist1d, cfg, **kwargs)
                     runs[written_out, hidden, case, bool(dropout)] = \
                         h, [p.detach().clone() for p in stacked.parameters()]
-        assert bool(calls) == written_out
-        calls.clear()
+                    # every run, dropout or not, takes the path under test
+                    assert bool(calls) == written_out, (hidden, case, dropout)
+                    calls.clear()
     for key in [(h, c, d) for h in [(32, 32), (8,)] for c in cases for d in (False, True)]:
         (a, pa), (b, pb) = runs[(True, *key)], runs[(False, *key)]
         np.testing.assert_array_equal(a.train_loss, b.train_loss)
         np.testing.assert_array_equal(a.val_acc, b.val_acc)
         for p, q in zip(pa, pb):
             assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train mode", "eval mode"])
+def test_written_out_gradients_equal_autograds_with_dropout(training):
+    """``cross_entropy_grads`` against autograd on one batch of a dropout stack, bit for
+    bit: in training mode with the same masks (each model its own rate, one of them
+    0), in eval mode without dropout."""
+    stacked = StackedMLP(mlps(3), dropout=[0.5, 0.0, 0.2]).train(training)
+    x = torch.randn(16, 40, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(1))
+    params = list(stacked.parameters())
+    ours = [torch.zeros_like(p) for p in params]
+    seed_all(2)
+    stacked.cross_entropy_grads(x, y, ours)
+    seed_all(2)  # the same masks
+    loss = CrossEntropy.apply(stacked(x), y.expand(3, -1))
+    for a, b in zip(ours, torch.autograd.grad(loss.sum(), params)):
+        assert torch.equal(a, b)
+    seed_all(3)  # other masks: other gradients in training mode, the same in eval mode
+    again = [torch.zeros_like(p) for p in params]
+    stacked.cross_entropy_grads(x, y, again)
+    assert all(torch.equal(a, b) for a, b in zip(ours, again)) != training
 
 
 def test_written_out_backward_only_where_autograd_would_agree(small_mnist1d):

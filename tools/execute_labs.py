@@ -11,7 +11,9 @@ the same timeout), and stores each result as myst-nb does. jupyter-book then fin
 every lab cached and only builds the pages.
 
 A lab that fails is not cached: jupyter-book runs it again and reports the error as it
-always does (-W fails the build). Exits 0 either way.
+always does (-W fails the build). Exits 0 when every lab is cached, 3 when one failed
+(``make book`` then builds the editions one after the other, so that only the English
+build reruns it, instead of both at once).
 
     python tools/execute_labs.py CACHE_DIR [--jobs N] [LAB.ipynb ...]
 """
@@ -89,7 +91,7 @@ def main():
             print(f"  {name:34s} {seconds:6.1f} s  ok", flush=True)
     print(f"execute_labs: {time.perf_counter() - start:.0f} s wall"
           + (f", {failed} failed (jupyter-book reruns them and reports)" if failed else ""))
-    return 0
+    return 3 if failed else 0
 
 
 if __name__ == "__main__":

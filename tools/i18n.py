@@ -151,17 +151,24 @@ def tokens(text):
                    + LINK.findall(text))
 
 
-def _tex(equation):
-    """A display equation's TeX without whitespace and words (\\text{...})."""
-    return re.sub(r"\s+", "", re.sub(r"\\text\{[^{}]*\}", "", equation))
+TEX_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\S")  # a control word, a control symbol, a character
+
+
+def tex_tokens(equation):
+    """An equation's TeX as tokens, without its words (``\\text{...}``): the same tokens
+    are the same equation whatever the line breaks, and ``\\qquad w`` stays apart from
+    ``\\qquadw`` (an unknown control word)."""
+    return TEX_TOKEN.findall(re.sub(r"\\text\{[^{}]*\}", "", equation))
 
 
 def equation_changed(english, chinese):
-    """A display equation (a message that opens with a line break) keeps its TeX; only
-    its words may change. A blank line would split it in two (Sphinx aligns the parts)."""
-    return english[:1] == "\n" and (
-        _tex(english) != _tex(chinese)
-        or ("\n\n" in chinese.strip()) != ("\n\n" in english.strip()))
+    """A display equation (a message that opens with a line break, or with a TeX control
+    word and no $) keeps its TeX; only its words may change. A blank line splits an
+    equation in parts (Sphinx aligns them): the translation keeps the English parts."""
+    if not (english[:1] == "\n" or (re.match(r"\\[A-Za-z]", english) and "$" not in english)):
+        return False
+    parts = lambda s: len(re.split(r"\n\s*\n", s.strip()))  # noqa: E731
+    return tex_tokens(english) != tex_tokens(chinese) or parts(english) != parts(chinese)
 
 
 def problems(path):
