@@ -16,7 +16,7 @@ The arithmetic is laid out for speed where measurement said so: a narrow
 class layer is computed transposed (``affine``), the cross-entropy has its
 gradient written out (``CrossEntropy``), and a stack without batch norm (with or
 without dropout) can compute its gradients without autograd (``cross_entropy_grads``),
-bit for bit the same (dropout included). Tests check each against autograd; the README's benchmark
+bit for bit the same. Tests check each against autograd; the README's benchmark
 section has the profiles. Its optimizer is in ``labkit.optim``.
 """
 import torch
@@ -282,7 +282,7 @@ class StackedMLP(nn.Module):
         h = self._inputs(x)
         inputs, relus, masks, last = [], [], [], len(self.weights) - 1
         dropout = self.training and self.any_dropout
-        keep = 1 - self.p[:, None, None]
+        keep = 1 - self.p[:, None, None] if dropout else None  # no extra op on plain steps
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             inputs.append(h)
             h = affine(h, w, b)

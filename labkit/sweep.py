@@ -110,10 +110,9 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     them in the data's own shape, ``(N, *data.in_shape)`` shared or
     ``(K, N, *data.in_shape)`` per model (e.g. ``(K, N, 40)`` for MNIST-1D).
 
-    A model whose training loss becomes non-finite (when the training loss is not
-    evaluated, ``config.curves`` and ``curves_at``: its weights, batch-norm statistics
-    or validation loss) stops
-    training (the others go on), with a warning; ``history.diverged_at`` records when. If every
+    A model whose training loss becomes non-finite (at an epoch whose training loss
+    ``config.curves`` and ``curves_at`` leave out: its weights, batch-norm statistics
+    or validation loss) stops training (the others go on), with a warning; ``history.diverged_at`` records when. If every
     model diverges, ``DivergenceError`` is raised; its ``.history`` holds
     every epoch before that.
     """
@@ -146,7 +145,6 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     check_monitor(config, loss)
     train, val = data.train, data.val
     watched = monitored_split(config, val)
-    checked = "the weights, batch-norm statistics or validation loss are"  # no train curve
     if train_index is None:
         xs, ys, n = prep(train.x), train.y, len(train)
     else:
@@ -229,9 +227,10 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
         # (batch norm's statistics can overflow while the weights stay finite) and the
         # validation loss if it is evaluated
         if "train" in now:
-            finite = torch.isfinite(tr[0])
+            finite, what = torch.isfinite(tr[0]), "the training loss is"
         else:
             finite = torch.isfinite(flat).all(1) & (torch.isfinite(va[0]) | (va is skipped))
+            what = "the weights, batch-norm statistics or validation loss are"
             for b in model.buffers():
                 if b.shape[:1] == (k,) and b.is_floating_point():
                     finite &= torch.isfinite(b).reshape(k, -1).all(1)
@@ -241,8 +240,7 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
             if not bool(finite.any()):
                 raise DivergenceError(
                     f"all {k} models diverged (the last at epoch {epoch}): "
-                    f"{'the training loss is' if 'train' in now else checked} not finite. "
-                    "Try smaller learning rates. "
+                    f"{what} not finite. Try smaller learning rates. "
                     "The curves so far are in .history.",
                     history(curves, best_epoch, start, diverged_at, grid))
             if new:

@@ -3,9 +3,9 @@
 Run by `make site` (part of `make test`) on the site `make book` built; SITE points at its HTML.
 Each English page, and a few Chinese ones, loads once in the browser, and every
 in-browser check of that page runs on that load; the other Chinese pages are checked
-against their English twins without a browser (ZH_IN_BROWSER). With SCREENSHOTS=1 (`make site SCREENSHOTS=1`), a full-page screenshot of every
-English page goes to _build/screenshots/ (for a reviewer's eye: about 2 s a page, so off
-by default).
+against their English twins without a browser (ZH_IN_BROWSER). With SCREENSHOTS=1
+(`make site SCREENSHOTS=1`), a full-page screenshot of every English page goes to
+_build/screenshots/ (for a reviewer's eye: about 2 s a page, so off by default).
 """
 import functools
 import http.server
@@ -187,6 +187,17 @@ def test_page_names_its_icon(page):
         assert ((SITE / page).parent / href).resolve().is_file(), f"{page}: icon {href} missing"
 
 
+def has_alt_text(alt):
+    """Alt text that says something: not empty, not a file name."""
+    return bool(alt.strip()) and not re.search(r"\.(png|jpe?g|svg|gif)$", alt.strip())
+
+
+def main_html(page):
+    """The page's <main> element as HTML ("" if it has none: the redirect)."""
+    found = re.search(r"<main.*?</main>", (SITE / page).read_text(encoding="utf-8"), re.S)
+    return found.group(0) if found else ""
+
+
 @pytest.mark.parametrize("page", BROWSER_PAGES)
 def test_page_in_browser(page, server, browser):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -217,9 +228,8 @@ def test_page_in_browser(page, server, browser):
         ok: i.complete && i.naturalWidth > 0}))""")
     for img in images:
         assert img["ok"], f"{page}: image {img['src']} did not load"
-        alt = img["alt"].strip()
-        assert alt and not re.search(r"\.(png|jpe?g|svg|gif)$", alt), \
-            f"{page}: image {img['src']} has no alt text (alt={alt!r})"
+        assert has_alt_text(img["alt"]), \
+            f"{page}: image {img['src']} has no alt text (alt={img['alt']!r})"
     empty_figures = tab.evaluate(
         "[...document.querySelectorAll('figure')].filter(f => !f.querySelector('img')).length")
     assert empty_figures == 0, f"{page}: {empty_figures} figure(s) without an image"
@@ -320,10 +330,7 @@ def test_every_dollar_became_math(page):
     written inside a paragraph of chapter 11 left its dollars unpaired in both
     editions: the prose after it rendered as math, which MathJax typeset without an
     error (an odd count leaves a $ behind; an even one, empty formulas and prose)."""
-    html = (SITE / page).read_text(encoding="utf-8")
-    main = re.search(r"<main.*?</main>", html, re.S)
-    body = re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", main.group(0), flags=re.S) \
-        if main else ""
+    body = re.sub(r"<(pre|code|script|style)\b.*?</\1>", "", main_html(page), flags=re.S)
     text = MATH.sub("", body)
     at = text.find("$")
     assert at < 0, f"{page}: an unpaired math delimiter: {text[max(0, at - 80):at + 40]!r}"
@@ -340,16 +347,16 @@ def test_chinese_page_without_a_browser(page):
     """What the browser checks on a page, for the Chinese pages it does not load:
     every script, stylesheet and image the page loads is in the site, every image
     has alt text, every figure an image, and no reference is left unresolved (??)."""
-    html, parsed = (SITE / page).read_text(encoding="utf-8"), parse(page)
+    parsed = parse(page)
     for src in parsed.assets:
         if urlsplit(src).scheme or src.startswith("//"):
             continue
         target = ((SITE / page).parent / unquote(urlsplit(src).path)).resolve()
         assert target.is_file(), f"{page}: {src} is not in the site"
     for src, alt in parsed.alts:
-        assert alt.strip() and not re.search(r"\.(png|jpe?g|svg|gif)$", alt.strip()), \
-            f"{page}: image {src} has no alt text (alt={alt!r})"
-    main = re.search(r"<main.*?</main>", html, re.S).group(0)
+        assert has_alt_text(alt), f"{page}: image {src} has no alt text (alt={alt!r})"
+    main = main_html(page)
+    assert main, f"{page}: no <main>"
     figures = re.findall(r"<figure.*?</figure>", main, re.S)
     assert all("<img" in f for f in figures), f"{page}: a figure without an image"
     assert "??" not in re.sub(r"<[^>]+>", "", main), f"{page}: an unresolved reference (??)"
