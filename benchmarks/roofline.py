@@ -8,13 +8,21 @@ loss and the optimizer are a few flops per weight, well under 1% here); the
 count is printed with its formula. ``--profile`` adds torch.profiler's top
 operators for the sweep.
 
+It also prints a ceiling for this sweep: every operation one sweep runs (recorded
+at the dispatcher: matmuls, the loss, ReLUs, the optimizer, copies, views) timed
+alone on tensors of the same shapes and strides, in a loop, and summed. That is
+the sweep with warm caches, no Python between operations and no work but its own:
+the eager loop cannot beat it without running fewer or other operations.
+
 Last line: ``peak_fraction: X`` = the sweep's GFLOP/s / the measured peak.
 """
 import argparse
+import collections
 import math
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from labkit.data import mnist1d
 from labkit.models import MLP
@@ -60,6 +68,102 @@ def gemm_rates(repeats, dev):
     s = best_seconds(lambda: torch.baddbmm(bias, x, w), repeats, inner=200, dev=dev)
     rates["baddbmm 16x(64x128 @ 128x128)"] = 2 * k * m * d * d / s / 1e9
     return rates
+
+
+class _Recorder(TorchDispatchMode):
+    """Counts every operation by its overload and its arguments' shapes, strides and
+    dtypes, keeping one call of each to replay."""
+
+    def __init__(self):
+        super().__init__()
+        self.count, self.calls = collections.Counter(), {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        key = (func, _describe(args), _describe(kwargs))
+        self.count[key] += 1
+        self.calls.setdefault(key, (func, args, kwargs))
+        return func(*args, **kwargs)
+
+
+def _describe(a):
+    if isinstance(a, torch.Tensor):
+        return ("tensor", tuple(a.shape), a.stride(), a.dtype, a.device)
+    if isinstance(a, dict):
+        return tuple((k, _describe(v)) for k, v in sorted(a.items()))
+    if isinstance(a, (list, tuple)):
+        return tuple(_describe(x) for x in a)
+    return a if isinstance(a, (int, float, bool, str, type(None), torch.dtype,
+                               torch.device, torch.layout, torch.memory_format)) else type(a)
+
+
+def _fresh(a):
+    """A tensor like ``a`` (shape, strides, dtype, device) holding ordinary numbers:
+    floats in [0.5, 1.5), integers and booleans 0 (a valid index)."""
+    if isinstance(a, torch.Tensor):
+        size = 1 + sum((n - 1) * st for n, st in zip(a.shape, a.stride()) if n > 0)
+        base = torch.zeros(size, dtype=a.dtype, device=a.device)
+        if a.is_floating_point():
+            base.uniform_(0.5, 1.5)
+        return base.as_strided(a.shape, a.stride())
+    if isinstance(a, dict):
+        return {k: _fresh(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return type(a)(_fresh(x) for x in a)
+    return a
+
+
+def _tensors(a):
+    if isinstance(a, torch.Tensor):
+        return [a]
+    if isinstance(a, dict):
+        a = list(a.values())
+    return [t for x in a for t in _tensors(x)] if isinstance(a, (list, tuple)) else []
+
+
+def _written(func, args, kwargs):
+    """The tensors that ``func`` writes: its schema's arguments marked as written
+    (``self`` of ``exp_``, ``out=``, the optimizer's parameters and state)."""
+    found = []
+    for i, arg in enumerate(func._schema.arguments):
+        if arg.alias_info is not None and arg.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(arg.name)
+            found += _tensors(value) if value is not None else []
+    return found
+
+
+def ceiling(run, dev, repeats=5, inner=10):
+    """Seconds for one ``run()`` if each of its operations took what it takes alone:
+    every distinct call replayed on fresh tensors of its shapes, best of ``repeats``
+    loops of ``inner`` calls, times its count, summed. An operation that writes its
+    inputs (``exp_``, ``out=``) gets them restored before each call, and the restore's
+    own time is taken off. Returns the seconds, the number of operations, the
+    number of distinct calls and the number that could not be replayed."""
+    rec = _Recorder()
+    with rec:
+        run()
+    total, failed = 0.0, 0
+    for key, (func, args, kwargs) in rec.calls.items():
+        try:
+            args, kwargs = _fresh(args), _fresh(kwargs)
+            written = _written(func, args, kwargs)
+            kept = [t.clone() for t in written]
+
+            def restore():
+                for t, k in zip(written, kept):
+                    t.copy_(k)
+
+            def call():
+                restore()
+                func(*args, **kwargs)
+            alone = best_seconds(call, repeats, inner, dev)
+            if written:
+                alone = max(0.0, alone - best_seconds(restore, repeats, inner, dev))
+        except Exception:  # an operation that needs its real inputs (few, and small)
+            failed += 1
+            continue
+        total += alone * rec.count[key]
+    return total, sum(rec.count.values()), len(rec.calls), failed
 
 
 def flops(k, epochs, n_train, n_eval):
@@ -136,6 +240,11 @@ def main():
     print(f"per-round fraction (own sweep / own peak), {len(rounds)} rounds: "
           f"min {rounds[0]:.2f}, median {rounds[len(rounds) // 2]:.2f}, "
           f"max {rounds[-1]:.2f}")
+    alone, n_ops, distinct, failed = ceiling(sweep, dev)
+    g_alone = total / alone / 1e9
+    print(f"ceiling: the sweep's {n_ops} operations ({distinct} distinct, {failed} not "
+          f"replayed), each timed alone and summed: {alone:.3f} s = {g_alone:.1f} GFLOP/s "
+          f"({g_alone / peak:.2f} of peak); the sweep ran at {alone / s_sweep:.2f} of it")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

@@ -173,9 +173,11 @@ def sweep_fit(model, data, config=FitConfig(), lr=None, weight_decay=None, train
     if rho is not None:  # SAM's copies of the weights and buffers, reused every step
         at, stats = torch.empty_like(flat), [torch.empty_like(b) for b in model.buffers()]
 
+    scratch = {}  # the written-out backward's memory, the same every step
+
     def gradients(x, y):  # the batch's gradients, into flat_grad
         if written_out and not y.is_floating_point():
-            model.cross_entropy_grads(x, y, grad_views)
+            model.cross_entropy_grads(x, y, grad_views, scratch)
         else:
             per_model = _losses(_forward(model, x, e), y, loss)
             if config.penalty is not None:

@@ -324,6 +324,28 @@ def test_written_out_gradients_equal_autograds_with_dropout(training):
     assert all(torch.equal(a, b) for a, b in zip(ours, again)) != training
 
 
+def test_written_out_gradients_reuse_their_scratch_memory():
+    """With a ``scratch`` dict (``sweep_fit`` keeps one for the whole run) the weight
+    gradients are computed in the same memory every step: the same numbers as
+    without it, and no new tensor after the first step, unless the dtype changes."""
+    stacked = StackedMLP(mlps(3, hidden=(32, 32)))
+    params = list(stacked.parameters())
+    scratch, seen = {}, []
+    for step in range(3):
+        x = torch.randn(16 + step, 40, generator=torch.Generator().manual_seed(step))
+        y = torch.randint(0, 10, (16 + step,), generator=torch.Generator().manual_seed(9))
+        fresh, kept = ([torch.zeros_like(p) for p in params] for _ in range(2))
+        stacked.cross_entropy_grads(x, y, fresh)
+        stacked.cross_entropy_grads(x, y, kept, scratch)
+        assert all(torch.equal(a, b) for a, b in zip(fresh, kept))
+        seen.append({k: t.data_ptr() for k, t in scratch.items()})
+    assert seen[0] and seen[0] == seen[1] == seen[2]  # hidden layers' memory, kept
+    stacked.double()
+    stacked.cross_entropy_grads(x.double(), y, [torch.zeros_like(p) for p in
+                                                stacked.parameters()], scratch)
+    assert all(t.dtype == torch.float64 for t in scratch.values())
+
+
 def test_written_out_backward_only_where_autograd_would_agree(small_mnist1d):
     """Frozen parameters, forward hooks, parametrizations, subclasses and penalties
     take autograd; a wrong input width gives the same clear error either way."""
