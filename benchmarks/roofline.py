@@ -8,11 +8,14 @@ loss and the optimizer are a few flops per weight, well under 1% here); the
 count is printed with its formula. ``--profile`` adds torch.profiler's top
 operators for the sweep.
 
-It also prints a ceiling for this sweep: every operation one sweep runs (recorded
-at the dispatcher: matmuls, the loss, ReLUs, the optimizer, copies, views) timed
-alone on tensors of the same shapes and strides, in a loop, and summed. That is
-the sweep with warm caches, no Python between operations and no work but its own:
-the eager loop cannot beat it without running fewer or other operations.
+It also prints a ceiling for this sweep, an estimate: every operation one sweep
+runs (recorded at the dispatcher: matmuls, the loss, ReLUs, the optimizer, copies,
+views) replayed alone in a loop on a copy of its arguments (the same shapes,
+strides, alignment and shared memory, and the numbers the sweep left in them), and
+summed. That is the sweep with warm caches and nothing but its own operations; the
+replay calls each from Python, which the sweep does not always do (a view inside a
+composite operation), and the cost of such a call is printed beside it. An eager
+loop of the same operations can come near the ceiling but not, in practice, beat it.
 
 Last line: ``peak_fraction: X`` = the sweep's GFLOP/s / the measured peak.
 """
@@ -71,8 +74,9 @@ def gemm_rates(repeats, dev):
 
 
 class _Recorder(TorchDispatchMode):
-    """Counts every operation by its overload and its arguments' shapes, strides and
-    dtypes, keeping one call of each to replay."""
+    """Counts every operation by its overload and its arguments (shapes, strides,
+    dtypes, alignment, which arguments share memory), keeping one call of each to
+    replay."""
 
     def __init__(self):
         super().__init__()
@@ -80,36 +84,38 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        key = (func, _describe(args), _describe(kwargs))
+        key = (func, _describe((args, kwargs), {}))
         self.count[key] += 1
         self.calls.setdefault(key, (func, args, kwargs))
         return func(*args, **kwargs)
 
 
-def _describe(a):
-    if isinstance(a, torch.Tensor):
-        return ("tensor", tuple(a.shape), a.stride(), a.dtype, a.device)
+def _describe(a, storages):
+    if isinstance(a, torch.Tensor):  # storages: which arguments share memory
+        where = storages.setdefault(a.untyped_storage().data_ptr(), len(storages))
+        return ("tensor", tuple(a.shape), a.stride(), a.dtype, a.device, where,
+                a.storage_offset() * a.element_size() % 64)
     if isinstance(a, dict):
-        return tuple((k, _describe(v)) for k, v in sorted(a.items()))
+        return tuple((k, _describe(v, storages)) for k, v in sorted(a.items()))
     if isinstance(a, (list, tuple)):
-        return tuple(_describe(x) for x in a)
+        return tuple(_describe(x, storages) for x in a)
     return a if isinstance(a, (int, float, bool, str, type(None), torch.dtype,
                                torch.device, torch.layout, torch.memory_format)) else type(a)
 
 
-def _fresh(a):
-    """A tensor like ``a`` (shape, strides, dtype, device) holding ordinary numbers:
-    floats in [0.5, 1.5), integers and booleans 0 (a valid index)."""
+def _copy(a, storages):
+    """``a`` with each tensor's whole storage copied (once per storage, so arguments
+    that shared memory still do), viewed with the same shape, strides and offset:
+    the same numbers (as the sweep left them), in fresh memory."""
     if isinstance(a, torch.Tensor):
-        size = 1 + sum((n - 1) * st for n, st in zip(a.shape, a.stride()) if n > 0)
-        base = torch.zeros(size, dtype=a.dtype, device=a.device)
-        if a.is_floating_point():
-            base.uniform_(0.5, 1.5)
-        return base.as_strided(a.shape, a.stride())
+        ptr = a.untyped_storage().data_ptr()
+        if ptr not in storages:
+            storages[ptr] = a.new_empty(0).set_(a.untyped_storage()).clone()
+        return storages[ptr].as_strided(a.shape, a.stride(), a.storage_offset())
     if isinstance(a, dict):
-        return {k: _fresh(v) for k, v in a.items()}
+        return {k: _copy(v, storages) for k, v in a.items()}
     if isinstance(a, (list, tuple)):
-        return type(a)(_fresh(x) for x in a)
+        return type(a)(_copy(x, storages) for x in a)
     return a
 
 
@@ -121,32 +127,36 @@ def _tensors(a):
     return [t for x in a for t in _tensors(x)] if isinstance(a, (list, tuple)) else []
 
 
-def _written(func, args, kwargs):
-    """The tensors that ``func`` writes: its schema's arguments marked as written
-    (``self`` of ``exp_``, ``out=``, the optimizer's parameters and state)."""
+def _read_and_written(func, args, kwargs):
+    """The tensors ``func`` both reads and writes (``self`` of ``exp_``, the optimizer's
+    parameters and state), which a replay must restore; not ``out=`` tensors, which
+    it only writes."""
     found = []
     for i, arg in enumerate(func._schema.arguments):
-        if arg.alias_info is not None and arg.alias_info.is_write:
+        if arg.alias_info is not None and arg.alias_info.is_write and not arg.is_out:
             value = args[i] if i < len(args) else kwargs.get(arg.name)
             found += _tensors(value) if value is not None else []
     return found
 
 
 def ceiling(run, dev, repeats=5, inner=10):
-    """Seconds for one ``run()`` if each of its operations took what it takes alone:
-    every distinct call replayed on fresh tensors of its shapes, best of ``repeats``
-    loops of ``inner`` calls, times its count, summed. An operation that writes its
-    inputs (``exp_``, ``out=``) gets them restored before each call, and the restore's
-    own time is taken off. Returns the seconds, the number of operations, the
-    number of distinct calls and the number that could not be replayed."""
+    """What ``run()`` would take if each of its operations took what it takes alone:
+    every distinct call replayed on a copy of its arguments, best of ``repeats``
+    loops of ``inner`` calls, times its count, summed. An operation that changes an
+    input it reads (``exp_``, the optimizer) has it restored before each call, and the
+    restore's own time is taken off. Returns a dict: ``alone`` (seconds), ``python``
+    (the replay's own cost of a call from Python, times the count: an empty
+    operation timed the same way),
+    ``ops``, ``distinct``, and ``failed``, the operations not replayed, by name."""
     rec = _Recorder()
     with rec:
         run()
-    total, failed = 0.0, 0
+    total, failed = 0.0, collections.Counter()
     for key, (func, args, kwargs) in rec.calls.items():
         try:
-            args, kwargs = _fresh(args), _fresh(kwargs)
-            written = _written(func, args, kwargs)
+            storages = {}
+            args, kwargs = _copy(args, storages), _copy(kwargs, storages)
+            written = _read_and_written(func, args, kwargs)
             kept = [t.clone() for t in written]
 
             def restore():
@@ -159,11 +169,23 @@ def ceiling(run, dev, repeats=5, inner=10):
             alone = best_seconds(call, repeats, inner, dev)
             if written:
                 alone = max(0.0, alone - best_seconds(restore, repeats, inner, dev))
-        except Exception:  # an operation that needs its real inputs (few, and small)
-            failed += 1
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            failed[str(func)] += rec.count[key]  # left out of the sum, and named
             continue
         total += alone * rec.count[key]
-    return total, sum(rec.count.values()), len(rec.calls), failed
+    empty, zero = torch.ops.aten.alias.default, torch.zeros((), device=dev)
+    written = []
+
+    def restore():
+        for t in written:
+            t.copy_(t)
+
+    def call():
+        restore()
+        empty(zero)
+    n = sum(rec.count.values())
+    return dict(alone=total, python=best_seconds(call, repeats, 100, dev) * n,
+                ops=n, distinct=len(rec.calls), failed=failed)
 
 
 def flops(k, epochs, n_train, n_eval):
@@ -215,7 +237,14 @@ def main():
     # The machine's speed drifts (other work on the host, clocks): peak, sweep and fit
     # are measured in turn, --repeats times, and the best of each is kept. Each round's
     # own fraction (its sweep against its own peak) shows the spread.
+    def sweep_ceiling():  # the sweep's own operations: the model is built outside
+        seed_all(0)
+        model = StackedMLP([mlp() for _ in range(args.k)])
+        return ceiling(lambda: sweep_fit(model, data, cfg), dev)
+
     sweep(), single()  # warm-up
+    c = sweep_ceiling()
+    c_alone = [c["alone"]]
     rates, s_sweep, s_fit, rounds = {}, math.inf, math.inf, []
     for _ in range(args.repeats):
         now = gemm_rates(3, dev)
@@ -224,6 +253,8 @@ def main():
         t_sweep = sweep()
         s_sweep, s_fit = min(s_sweep, t_sweep), min(s_fit, single())
         rounds.append(total / t_sweep / 1e9 / max(now.values()))
+    c = sweep_ceiling()
+    c_alone.append(c["alone"])
     for name, r in rates.items():
         print(f"GEMM {name:32s} {r:7.1f} GFLOP/s")
     peak = max(rates.values())
@@ -240,11 +271,16 @@ def main():
     print(f"per-round fraction (own sweep / own peak), {len(rounds)} rounds: "
           f"min {rounds[0]:.2f}, median {rounds[len(rounds) // 2]:.2f}, "
           f"max {rounds[-1]:.2f}")
-    alone, n_ops, distinct, failed = ceiling(sweep, dev)
-    g_alone = total / alone / 1e9
-    print(f"ceiling: the sweep's {n_ops} operations ({distinct} distinct, {failed} not "
-          f"replayed), each timed alone and summed: {alone:.3f} s = {g_alone:.1f} GFLOP/s "
-          f"({g_alone / peak:.2f} of peak); the sweep ran at {alone / s_sweep:.2f} of it")
+    print(f"ceiling (twice: before and after the rounds): the sweep's {c['ops']} "
+          f"operations ({c['distinct']} distinct), each replayed alone on a copy of its "
+          f"arguments and summed: {c_alone[0]:.3f} and {c_alone[1]:.3f} s, of which "
+          f"{c['python']:.3f} s is the replay's own cost of calling from Python")
+    left = ", ".join(f"{n} x {name}" for name, n in c["failed"].items()) or "none"
+    print(f"not replayed (left out of the sum): {left}")
+    best = min(c_alone)
+    g_alone = total / best / 1e9
+    print(f"ceiling: {best:.3f} s = {g_alone:.1f} GFLOP/s ({g_alone / peak:.2f} of peak); "
+          f"the sweep ran at {best / s_sweep:.2f} of it")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

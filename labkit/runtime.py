@@ -5,9 +5,9 @@ Every seed a lab uses goes through :func:`seed`: a lab names a *local* seed
 can rerun any lab on fresh seeds with ``LABKIT_SEED=7``. The data builders,
 ``fit``, ``sweep_fit`` and ``StackedMLP.from_seeds`` all take local seeds.
 
-Importing labkit also turns on flush-to-zero for CPU floats (see
-:data:`FLUSH_DENORMALS`) and, on Linux, keeps freed memory for reuse (see
-:data:`KEEP_FREED_MEMORY`).
+Importing this module (every labkit module that trains does) also turns on
+flush-to-zero for CPU floats (see :data:`FLUSH_DENORMALS`) and, on Linux with
+glibc's malloc, keeps freed memory for reuse (see :data:`KEEP_FREED_MEMORY`).
 """
 import contextlib
 import ctypes
@@ -42,17 +42,27 @@ FLUSH_DENORMALS = torch.set_flush_denormal(True)
 # it. The hidden layer's weight gradient of the roofline benchmark (K=16 of
 # 128x64 @ 64x128, 1 MB) took 439 us a step inside a training loop against 264 us
 # with freed memory kept (186 us alone; 2 cores, AMD EPYC, 2026-12-05). So blocks up
-# to 32 MB (the most glibc takes; larger blocks are still mapped fresh) come from the
-# heap, and up to 256 MB of freed memory stays with the process for the next
-# allocation. True where that took (glibc), else False.
+# to 32 MB come from the heap (a 40 MB block was fresh memory every time here even
+# with a higher threshold), and up to 256 MB of freed memory at the top of the heap
+# stays with the process for the next allocation; the price is memory the process
+# keeps. glibc's own settings win: with MALLOC_MMAP_THRESHOLD_,
+# MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES set, labkit changes nothing (that is how
+# to turn it off), nor under another malloc (jemalloc, tcmalloc by LD_PRELOAD).
+# True where the setting took, else False.
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 256 << 20
+MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
 def _keep_freed_memory():
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" \
+            or any(os.environ.get(name) for name in MALLOC_SETTINGS):
         return False
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        process, libc = ctypes.CDLL(None), ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+        if ctypes.cast(process.malloc, ctypes.c_void_p).value != \
+                ctypes.cast(libc.malloc, ctypes.c_void_p).value:
+            return False  # the process allocates with another malloc
     except (OSError, AttributeError):
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h

@@ -99,14 +99,27 @@ def test_importing_labkit_flushes_subnormals_to_zero_in_every_thread():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="glibc's malloc settings")
+def _plain_glibc_malloc():
+    """Linux, glibc's malloc with its defaults, and transparent huge pages not forced."""
+    import os
+    from pathlib import Path
+
+    from labkit.runtime import MALLOC_SETTINGS
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+            and not os.environ.get("LD_PRELOAD")
+            and not any(os.environ.get(name) for name in MALLOC_SETTINGS)
+            and not (thp.exists() and "[always]" in thp.read_text()))
+
+
+@pytest.mark.skipif(not _plain_glibc_malloc(), reason="glibc's malloc, as it comes")
 def test_importing_labkit_keeps_freed_memory_for_reuse():
     # a fresh process each: the page faults of a sweep's second and third runs (K=16,
     # the roofline benchmark's MLP). With glibc's defaults the steps' megabyte-sized
     # tensors keep landing in fresh memory (about 5,000 faults; 2026-12-05); with
     # labkit's settings the freed memory is reused (0 to 800). The control turns the
     # setting off by hiding glibc from labkit.
+    import os
     import subprocess
     import sys
 
@@ -134,3 +147,8 @@ def test_importing_labkit_keeps_freed_memory_for_reuse():
 
     assert faults(hide_glibc=False) < 2_000
     assert faults(hide_glibc=True) > 2_000  # the control
+    # glibc's own settings win: labkit leaves them (the way to turn it off)
+    out = subprocess.run([sys.executable, "-c", "import labkit.runtime as r\n"
+                          "assert not r.KEEP_FREED_MEMORY"], capture_output=True, text=True,
+                         env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert out.returncode == 0, out.stderr

@@ -266,10 +266,10 @@ def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, opti
     as PyTorch's kernel or as a multiply by the mask (the portable kernels' choice)."""
     import labkit.stacked as stacked_module
     monkeypatch.setattr(stacked_module, "MASK_RELU_BACKWARD", mask)
-    calls = []
+    calls = []  # the scratch memory each step was given: one dict for a whole run
     written = StackedMLP.cross_entropy_grads
     monkeypatch.setattr(StackedMLP, "cross_entropy_grads",
-                        lambda self, *a: (calls.append(1), written(self, *a))[1])
+                        lambda self, *a: (calls.append(a[3]), written(self, *a))[1])
     scales = torch.tensor([1.0, -1.0, 0.5])[:, None, None]
     own = dataclasses.replace(CFG, optimizer=optimizer, epochs=2,
                               augment=lambda x, g: x.expand(3, -1, -1) * scales)
@@ -293,6 +293,7 @@ def test_written_out_backward_trains_bit_for_bit_as_autograd(small_mnist1d, opti
                         h, [p.detach().clone() for p in stacked.parameters()]
                     # every run, dropout or not, takes the path under test
                     assert bool(calls) == written_out, (hidden, case, dropout)
+                    assert all(c is calls[0] for c in calls) and (not calls or calls[0])
                     calls.clear()
     for key in [(h, c, d) for h in [(32, 32), (8,)] for c in cases for d in (False, True)]:
         (a, pa), (b, pb) = runs[(True, *key)], runs[(False, *key)]
@@ -344,6 +345,12 @@ def test_written_out_gradients_reuse_their_scratch_memory():
     stacked.cross_entropy_grads(x.double(), y, [torch.zeros_like(p) for p in
                                                 stacked.parameters()], scratch)
     assert all(t.dtype == torch.float64 for t in scratch.values())
+    stacked.float()  # mixed precision: the products in bfloat16, as without scratch
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fresh, kept = ([torch.zeros_like(p) for p in params] for _ in range(2))
+        stacked.cross_entropy_grads(x, y, fresh)
+        stacked.cross_entropy_grads(x, y, kept, scratch)
+    assert all(torch.equal(a, b) for a, b in zip(fresh, kept))
 
 
 def test_written_out_backward_only_where_autograd_would_agree(small_mnist1d):
