@@ -26,6 +26,7 @@ import time
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_map
 
 from labkit.data import mnist1d
 from labkit.models import MLP
@@ -84,47 +85,33 @@ class _Recorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        key = (func, _describe((args, kwargs), {}))
+        leaves, spec = tree_flatten((args, kwargs))
+        storages = {}  # which arguments share memory
+        key = (func, spec, tuple(_describe(a, storages) for a in leaves))
         self.count[key] += 1
         self.calls.setdefault(key, (func, args, kwargs))
         return func(*args, **kwargs)
 
 
 def _describe(a, storages):
-    if isinstance(a, torch.Tensor):  # storages: which arguments share memory
+    if isinstance(a, torch.Tensor):
         where = storages.setdefault(a.untyped_storage().data_ptr(), len(storages))
         return ("tensor", tuple(a.shape), a.stride(), a.dtype, a.device, where,
                 a.storage_offset() * a.element_size() % 64)
-    if isinstance(a, dict):
-        return tuple((k, _describe(v, storages)) for k, v in sorted(a.items()))
-    if isinstance(a, (list, tuple)):
-        return tuple(_describe(x, storages) for x in a)
     return a if isinstance(a, (int, float, bool, str, type(None), torch.dtype,
                                torch.device, torch.layout, torch.memory_format)) else type(a)
 
 
 def _copy(a, storages):
-    """``a`` with each tensor's whole storage copied (once per storage, so arguments
-    that shared memory still do), viewed with the same shape, strides and offset:
-    the same numbers (as the sweep left them), in fresh memory."""
-    if isinstance(a, torch.Tensor):
-        ptr = a.untyped_storage().data_ptr()
-        if ptr not in storages:
-            storages[ptr] = a.new_empty(0).set_(a.untyped_storage()).clone()
-        return storages[ptr].as_strided(a.shape, a.stride(), a.storage_offset())
-    if isinstance(a, dict):
-        return {k: _copy(v, storages) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return type(a)(_copy(x, storages) for x in a)
-    return a
-
-
-def _tensors(a):
-    if isinstance(a, torch.Tensor):
-        return [a]
-    if isinstance(a, dict):
-        a = list(a.values())
-    return [t for x in a for t in _tensors(x)] if isinstance(a, (list, tuple)) else []
+    """Tensor ``a`` with its whole storage copied (once per storage, so arguments that
+    shared memory still do), viewed with the same shape, strides and offset: the same
+    numbers (as the sweep left them), in fresh memory. Anything else as it is."""
+    if not isinstance(a, torch.Tensor):
+        return a
+    ptr = a.untyped_storage().data_ptr()
+    if ptr not in storages:
+        storages[ptr] = a.new_empty(0).set_(a.untyped_storage()).clone()
+    return storages[ptr].as_strided(a.shape, a.stride(), a.storage_offset())
 
 
 def _read_and_written(func, args, kwargs):
@@ -135,57 +122,51 @@ def _read_and_written(func, args, kwargs):
     for i, arg in enumerate(func._schema.arguments):
         if arg.alias_info is not None and arg.alias_info.is_write and not arg.is_out:
             value = args[i] if i < len(args) else kwargs.get(arg.name)
-            found += _tensors(value) if value is not None else []
+            found += [t for t in tree_leaves(value) if isinstance(t, torch.Tensor)]
     return found
+
+
+def _alone(func, args, kwargs, repeats, inner, dev):
+    """Seconds for one call of ``func`` alone, best of ``repeats`` loops of ``inner``
+    calls. Inputs it reads and writes are restored before each call, and the
+    restore's own time is taken off."""
+    written = _read_and_written(func, args, kwargs)
+    kept = [t.clone() for t in written]
+
+    def restore():
+        for t, k in zip(written, kept):
+            t.copy_(k)
+
+    def call():
+        restore()
+        func(*args, **kwargs)
+    seconds = best_seconds(call, repeats, inner, dev)
+    return max(0.0, seconds - best_seconds(restore, repeats, inner, dev)) if written \
+        else seconds
 
 
 def ceiling(run, dev, repeats=5, inner=10):
     """What ``run()`` would take if each of its operations took what it takes alone:
-    every distinct call replayed on a copy of its arguments, best of ``repeats``
-    loops of ``inner`` calls, times its count, summed. An operation that changes an
-    input it reads (``exp_``, the optimizer) has it restored before each call, and the
-    restore's own time is taken off. Returns a dict: ``alone`` (seconds), ``python``
-    (the replay's own cost of a call from Python, times the count: an empty
-    operation timed the same way),
-    ``ops``, ``distinct``, and ``failed``, the operations not replayed, by name."""
+    every distinct call replayed on a copy of its arguments (``_alone``), times its
+    count, summed. Returns a dict: ``alone`` (seconds), ``python`` (the replay's own
+    cost of a call from Python, times the count: an empty operation timed the same
+    way), ``ops``, ``distinct``, and ``failed``, the operations not replayed, by name."""
     rec = _Recorder()
     with rec:
         run()
     total, failed = 0.0, collections.Counter()
     for key, (func, args, kwargs) in rec.calls.items():
+        storages = {}
         try:
-            storages = {}
-            args, kwargs = _copy(args, storages), _copy(kwargs, storages)
-            written = _read_and_written(func, args, kwargs)
-            kept = [t.clone() for t in written]
-
-            def restore():
-                for t, k in zip(written, kept):
-                    t.copy_(k)
-
-            def call():
-                restore()
-                func(*args, **kwargs)
-            alone = best_seconds(call, repeats, inner, dev)
-            if written:
-                alone = max(0.0, alone - best_seconds(restore, repeats, inner, dev))
+            copied = tree_map(lambda a: _copy(a, storages), (args, kwargs))
+            total += _alone(func, *copied, repeats, inner, dev) * rec.count[key]
         except (RuntimeError, TypeError, ValueError, IndexError):
             failed[str(func)] += rec.count[key]  # left out of the sum, and named
-            continue
-        total += alone * rec.count[key]
-    empty, zero = torch.ops.aten.alias.default, torch.zeros((), device=dev)
-    written = []
-
-    def restore():
-        for t in written:
-            t.copy_(t)
-
-    def call():
-        restore()
-        empty(zero)
     n = sum(rec.count.values())
-    return dict(alone=total, python=best_seconds(call, repeats, 100, dev) * n,
-                ops=n, distinct=len(rec.calls), failed=failed)
+    empty = _alone(torch.ops.aten.alias.default, (torch.zeros((), device=dev),), {},
+                   repeats, 100, dev)
+    return dict(alone=total, python=empty * n, ops=n, distinct=len(rec.calls),
+                failed=failed)
 
 
 def flops(k, epochs, n_train, n_eval):

@@ -315,10 +315,12 @@ class StackedMLP(nn.Module):
             a, w = inputs[i], self.weights[i]
             if _narrow(w):
                 grads[i].copy_(torch.bmm(g.mT, a).mT)
-            elif a.dtype == g.dtype == w.dtype and not torch.is_autocast_enabled(a.device.type):
-                grads[i].copy_(torch.bmm(a.mT, g, out=_kept(scratch, ("wgrad", i), w.shape, w)))
-            else:  # mixed precision: autocast picks the product's dtype (out= would not)
-                grads[i].copy_(torch.bmm(a.mT, g))
+            else:  # in kept memory, except under mixed precision, where autocast picks the
+                # product's dtype (an out= tensor would have to match it)
+                kept = a.dtype == g.dtype == w.dtype and \
+                    not torch.is_autocast_enabled(a.device.type)
+                grads[i].copy_(torch.bmm(
+                    a.mT, g, out=_kept(scratch, ("wgrad", i), w.shape, w) if kept else None))
             torch.sum(g, 1, keepdim=True, out=grads[len(self.weights) + i])
             if i:
                 g = torch.bmm(g, w.mT)

@@ -81,12 +81,22 @@ def test_seeded_builds_each_model_after_seeding_it():
     assert not torch.equal(models[0].weight, models[1].weight)
 
 
-def test_importing_labkit_flushes_subnormals_to_zero_in_every_thread():
-    # a fresh process: the setting must be on before torch's thread pool starts, so
-    # that a parallel kernel's worker threads flush too (x86 and Arm CPUs have it)
+def _python(code, **env):
+    """Run ``code`` in a fresh Python process (with ``env`` added to the environment);
+    it must succeed. Returns what it printed."""
+    import os
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_importing_labkit_flushes_subnormals_to_zero_in_every_thread():
+    # a fresh process: the setting must be on before torch's thread pool starts, so
+    # that a parallel kernel's worker threads flush too (x86 and Arm CPUs have it)
     code = (
         "import labkit.runtime as r, torch\n"
         "assert r.FLUSH_DENORMALS\n"
@@ -95,8 +105,7 @@ def test_importing_labkit_flushes_subnormals_to_zero_in_every_thread():
         "product = tiny * tiny\n"  # 1e-40 is subnormal in float32: flushed to 0
         "assert float(product.abs().max()) == 0.0, float(product.abs().max())\n"
         "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    assert _python(code).strip() == "ok"
 
 
 def _plain_glibc_malloc():
@@ -119,10 +128,6 @@ def test_importing_labkit_keeps_freed_memory_for_reuse():
     # tensors keep landing in fresh memory (about 5,000 faults; 2026-12-05); with
     # labkit's settings the freed memory is reused (0 to 800). The control turns the
     # setting off by hiding glibc from labkit.
-    import os
-    import subprocess
-    import sys
-
     def faults(hide_glibc):
         code = ("import platform, resource\n"
                 f"if {hide_glibc}: platform.libc_ver = lambda *a, **k: ('', '')\n"
@@ -141,14 +146,10 @@ def test_importing_labkit_keeps_freed_memory_for_reuse():
                 "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
                 "run()\n"  # the first run grows the heap
                 "print(run() + run())\n")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout)
+        return int(_python(code))
 
     assert faults(hide_glibc=False) < 2_000
     assert faults(hide_glibc=True) > 2_000  # the control
     # glibc's own settings win: labkit leaves them (the way to turn it off)
-    out = subprocess.run([sys.executable, "-c", "import labkit.runtime as r\n"
-                          "assert not r.KEEP_FREED_MEMORY"], capture_output=True, text=True,
-                         env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"})
-    assert out.returncode == 0, out.stderr
+    _python("import labkit.runtime as r\nassert not r.KEEP_FREED_MEMORY",
+            MALLOC_TRIM_THRESHOLD_="131072")
